@@ -1,0 +1,63 @@
+"""The ``llmops`` command: global options and the command groups.
+
+Every module imported here is light (typer plus llmops' own light modules); each command imports
+what it needs when it runs, so ``llmops --help`` never loads torch, transformers or chromadb.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmops_cli import __version__
+from llmops_cli.cli import artifacts, models, project
+from llmops_cli.cli.base import LlmopsTyper
+from llmops_cli.cli.state import STATE
+from llmops_cli.errors import EXIT_CODES
+
+_EPILOG = "Exit codes: " + "; ".join(f"{code} {text.split(' (')[0]}" for code, text in EXIT_CODES.items())
+
+app = LlmopsTyper(
+    name="llmops",
+    help="From prompt to production: prompts, chains, LoRA tuning, evals, quantization, packaging, "
+    "deployment and monitoring, driven by llmops.yaml and versioned in git.",
+    epilog=_EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"llmops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    project_dir: Annotated[
+        Path | None,
+        typer.Option("--project", "-C", help="Project directory (default: nearest llmops.yaml upwards).",
+                     envvar="LLMOPS_PROJECT", show_envvar=False),
+    ] = None,  # fmt: skip
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output; tracebacks on errors.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    STATE.project = project_dir
+    STATE.verbose = verbose
+    STATE.quiet = quiet
+
+
+app.command()(project.init)
+app.command()(project.validate)
+app.command()(project.schema)
+app.command()(artifacts.log)
+app.command()(artifacts.show)
+app.command()(artifacts.checkout)
+app.command()(artifacts.push)
+app.command()(artifacts.pull)
+app.add_typer(models.app, name="models")

@@ -1,0 +1,68 @@
+"""The typer subclass every command group uses: one place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from llmops_cli.cli.state import STATE
+from llmops_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, LlmopsError
+
+
+def report_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print an :class:`LlmopsError` as one clear message and exit with its documented code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from llmops_cli.cli.output import error
+
+        try:
+            return fn(*args, **kwargs)
+        except LlmopsError as exc:
+            _maybe_traceback()
+            details = exc.problems if isinstance(exc, ConfigError) else None
+            error(exc.message, exc.hint, details)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            error("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug: say so plainly, traceback only on request
+            _maybe_traceback()
+            error(
+                f"internal error: {type(exc).__name__}: {exc}",
+                "This is a bug in llmops. Rerun with --verbose (or LLMOPS_DEBUG=1) and report the traceback.",
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+def _maybe_traceback() -> None:
+    if STATE.debug:
+        import traceback
+
+        traceback.print_exc()
+
+
+class LlmopsTyper(typer.Typer):
+    """``typer.Typer`` whose commands report llmops errors with their exit codes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("no_args_is_help", True)
+        kwargs.setdefault("pretty_exceptions_enable", False)
+        kwargs.setdefault("rich_markup_mode", None)
+        super().__init__(**kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            register(report_errors(fn))
+            return fn
+
+        return decorator

@@ -1,0 +1,49 @@
+"""``llmops models``: the models a project declares and whether each is available here."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from llmops_cli.cli import output
+from llmops_cli.cli.base import LlmopsTyper
+from llmops_cli.cli.options import JsonOpt
+from llmops_cli.cli.state import STATE
+
+app = LlmopsTyper(help="List and prepare the project's models.")
+
+
+@app.command("list")
+def list_(json_out: JsonOpt = False) -> None:
+    """Show each declared model, where it comes from and whether it is available locally."""
+    from llmops_cli.models import list_models
+
+    resolved = list_models(STATE.config())
+    if json_out:
+        output.print_json(
+            [{"name": m.name, "kind": m.kind, "source": m.source, "available": m.available,
+              "path": str(m.path) if m.path else None, "detail": m.detail} for m in resolved]  # fmt: skip
+        )
+        return
+    rows = [[m.name, m.kind, m.source, "[green]yes[/green]" if m.available else "[red]no[/red]", m.detail]
+            for m in resolved]  # fmt: skip
+    output.table(None, ["model", "kind", "source", "available", "detail"], rows)
+
+
+@app.command()
+def prepare(
+    name: Annotated[str | None, typer.Argument(help="Model to prepare (default: every local model).")] = None,
+) -> None:
+    """Make local models ready to load: dequantize GGUF files once and cache them as safetensors."""
+    from llmops_cli.errors import UsageError
+    from llmops_cli.models import materialize
+
+    cfg = STATE.config()
+    if name is not None and name not in cfg.models:
+        raise UsageError(f"unknown model '{name}'; declared: {', '.join(cfg.models) or 'none'}")
+    specs = [cfg.models[name]] if name else [m for m in cfg.models.values() if not m.is_remote]
+    for spec in specs:
+        with output.err_console().status(f"preparing {spec.name} ({spec.source})"):
+            path = materialize(spec, cfg.root)
+        output.success(f"{spec.name}: ready at {path}")

@@ -1,0 +1,136 @@
+"""Load ``llmops.yaml``: safe YAML, ``${VAR}`` expansion, JSON Schema, cross references, typed config.
+
+``validate_project`` collects *every* problem (it never stops at the first); ``load_config`` raises
+one :class:`~llmops_cli.errors.ConfigError` carrying them all, or returns a ``ProjectConfig``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmops_cli.config.envvars import expand
+from llmops_cli.config.model import ProjectConfig
+from llmops_cli.config.problems import Problem, ProblemList
+from llmops_cli.config.references import RefChecker
+from llmops_cli.config.schema_check import check
+from llmops_cli.config.yamlpos import Located, YamlLoadError, load_located
+from llmops_cli.errors import ConfigError
+from llmops_cli.paths import CONFIG_NAME
+from llmops_cli.resources import load_schema
+
+
+@dataclass
+class ValidationResult:
+    config: ProjectConfig | None
+    problems: list[Problem] = field(default_factory=list)
+    prompt_files: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _display_name(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_yaml_file(path: Path, problems_out: list[Problem]) -> Located | None:
+    """Load a YAML file; a syntax/size/bomb error is appended as a problem and None returned."""
+    try:
+        return load_located(path)
+    except YamlLoadError as exc:
+        problems_out.append(Problem(_display_name(path), exc.line, exc.column, "(file)", str(exc)))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems_out.append(Problem(_display_name(path), 1, 1, "(file)", f"cannot read: {exc}"))
+    return None
+
+
+def _check_document(
+    located: Located, schema: str, env: Mapping[str, str] | None
+) -> tuple[Any, ProblemList]:
+    problems = ProblemList(located, _display_name(Path(located.file)))
+    for path, _mark in located.duplicates:
+        problems.add(path, "duplicate key (the later value would silently win)", at_key=True)
+    if not isinstance(located.data, dict):
+        problems.add((), "the file must contain a mapping at top level")
+        return located.data, problems
+
+    def missing(path: tuple[str | int, ...], name: str) -> None:
+        problems.add(
+            path,
+            f"environment variable ${{{name}}} is not set (export it, or write ${{{name}:-default}})",
+        )
+
+    data = expand(located.data, env=env, on_missing=missing)
+    check(data, load_schema(schema), problems)
+    return data, problems
+
+
+def validate_project(root: Path, *, env: Mapping[str, str] | None = None) -> ValidationResult:
+    """Check ``root/llmops.yaml`` and the prompt files it references; collect all problems."""
+    path = root / CONFIG_NAME
+    all_problems: list[Problem] = []
+    located = load_yaml_file(path, all_problems)
+    if located is None:
+        return ValidationResult(None, all_problems)
+    data, problems = _check_document(located, "llmops", env)
+    if isinstance(data, dict):
+        RefChecker(data, root, problems).run()
+    all_problems.extend(problems.items)
+    prompt_files = _check_prompt_files(data, root, env, all_problems) if isinstance(data, dict) else {}
+    all_problems.sort()
+    config = None
+    if not all_problems:
+        config = ProjectConfig.from_dict(data, root=root, path=path)
+    return ValidationResult(config, all_problems, prompt_files)
+
+
+def _check_prompt_files(
+    data: dict[str, Any], root: Path, env: Mapping[str, str] | None, out: list[Problem]
+) -> dict[str, Any]:
+    loaded: dict[str, Any] = {}
+    models = data.get("models") if isinstance(data.get("models"), dict) else {}
+    for name, spec in (data.get("prompts") or {}).items():
+        file = spec.get("file") if isinstance(spec, dict) else None
+        if not isinstance(file, str) or not (root / file).is_file():
+            continue  # reported by the reference checker
+        located = load_yaml_file(root / file, out)
+        if located is None:
+            continue
+        pdata, problems = _check_document(located, "prompt", env)
+        if isinstance(pdata, dict):
+            model = pdata.get("model")
+            if isinstance(model, str) and model not in (models or {}) and model not in (
+                data.get("quantized") or {}
+            ):
+                problems.add(("model",), f"unknown model '{model}' (declare it under models: in {CONFIG_NAME})")
+            examples = pdata.get("examples")
+            if isinstance(examples, str) and not (root / examples).is_file():
+                problems.add(("examples",), f"examples file '{examples}' does not exist")
+        out.extend(problems.items)
+        loaded[name] = pdata
+    return loaded
+
+
+def load_config(root: Path, *, env: Mapping[str, str] | None = None) -> ProjectConfig:
+    """The typed config of the project at ``root``; raises ConfigError listing every problem."""
+    result = validate_project(root, env=env if env is not None else os.environ)
+    if result.config is None:
+        raise config_error(result.problems)
+    return result.config
+
+
+def config_error(problems: list[Problem]) -> ConfigError:
+    count = len(problems)
+    return ConfigError(
+        f"{CONFIG_NAME} validation failed: {count} problem{'s' if count != 1 else ''}",
+        problems=[str(p) for p in problems],
+        hint="Fix the problems above; 'llmops schema' prints the full schema.",
+    )

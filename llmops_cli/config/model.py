@@ -1,0 +1,164 @@
+"""The typed project configuration every command works from.
+
+``ProjectConfig.from_dict`` is called on a document that already passed JSON Schema validation
+(see :mod:`llmops_cli.config.loader`), so it can trust shapes; defaults live here and in the schema.
+Each entry keeps its full ``raw`` mapping so later commands can read keys this module does not
+model explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STORE_THRESHOLD = 1024 * 1024  # files above 1 MiB go to the content store
+
+
+def _parse_size(value: int | str | None, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper().replace("IB", "B")
+    units = {"KB": 1024, "MB": 1024**2, "GB": 1024**3, "B": 1}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)].strip()) * factor)
+    return int(text)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model entry: a local ``source`` (embedded name, HF folder, .gguf, hub id) or a remote ``provider``."""
+
+    name: str
+    source: str | None = None
+    provider: str | None = None
+    dtype: str = "auto"
+    revision: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.provider is not None
+
+
+@dataclass(frozen=True)
+class PromptRef:
+    name: str
+    file: str
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    path: str
+    format: str
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A section entry whose command lands in a later issue: name plus its validated mapping."""
+
+    name: str
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    remote: str | None = None
+    threshold: int = DEFAULT_STORE_THRESHOLD
+    artifacts_dir: str = "artifacts"
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """``llmops.yaml`` loaded, validated and typed. ``root`` is the project directory."""
+
+    root: Path
+    path: Path
+    name: str
+    version: int
+    storage: StorageSpec
+    models: dict[str, ModelSpec]
+    prompts: dict[str, PromptRef]
+    datasets: dict[str, DatasetSpec]
+    retrievers: dict[str, Entry]
+    chains: dict[str, Entry]
+    adapters: dict[str, Entry]
+    evals: dict[str, Entry]
+    quantized: dict[str, Entry]
+    packages: dict[str, Entry]
+    deployments: dict[str, Entry]
+    monitor: dict[str, Any]
+    data: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, root: Path, path: Path) -> ProjectConfig:
+        def entries(section: str) -> dict[str, Entry]:
+            return {k: Entry(k, dict(v)) for k, v in (data.get(section) or {}).items()}
+
+        storage = data.get("storage") or {}
+        models = {}
+        for name, spec in (data.get("models") or {}).items():
+            models[name] = ModelSpec(
+                name=name,
+                source=spec.get("source"),
+                provider=spec.get("provider"),
+                dtype=spec.get("dtype", "auto"),
+                revision=spec.get("revision"),
+                base_url=spec.get("base_url"),
+                model=spec.get("model"),
+                api_key_env=spec.get("api_key_env"),
+                raw=dict(spec),
+            )
+        return cls(
+            root=root,
+            path=path,
+            name=data["name"],
+            version=int(data["version"]),
+            storage=StorageSpec(
+                remote=storage.get("remote"),
+                threshold=_parse_size(storage.get("threshold"), DEFAULT_STORE_THRESHOLD),
+                artifacts_dir=storage.get("artifacts_dir", "artifacts"),
+            ),
+            models=models,
+            prompts={k: PromptRef(k, v["file"], dict(v)) for k, v in (data.get("prompts") or {}).items()},
+            datasets={
+                k: DatasetSpec(k, v["path"], v["format"], dict(v))
+                for k, v in (data.get("datasets") or {}).items()
+            },
+            retrievers=entries("retrievers"),
+            chains=entries("chains"),
+            adapters=entries("adapters"),
+            evals=entries("evals"),
+            quantized=entries("quantized"),
+            packages=entries("packages"),
+            deployments=entries("deployments"),
+            monitor=dict(data.get("monitor") or {}),
+            data=data,
+        )
+
+    def section_hash(self, section: str, name: str | None = None) -> str:
+        """sha256 of one section (or one entry of it), canonical JSON: the config hash in lineage."""
+        value = self.data.get(section) or {}
+        if name is not None:
+            value = value.get(name)
+        blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+        return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+    def resolve_path(self, relative: str) -> Path:
+        """A path from the config, relative to the project root."""
+        path = Path(relative)
+        return path if path.is_absolute() else self.root / path

@@ -1,0 +1,111 @@
+"""JSON Schema validation that reports every error with a position and readable words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmops_cli.config.problems import ProblemList, did_you_mean
+
+_TYPE_NAMES = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "empty (null)",
+}
+
+
+def _describe(value: Any) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _kind_choice(error: Any) -> str | None:
+    """For ``oneOf`` of bare ``required`` lists (one-kind-of-step), name the alternatives."""
+    alternatives = []
+    for sub in error.validator_value:
+        required = sub.get("required") if isinstance(sub, dict) else None
+        if not required or len(required) != 1:
+            return None
+        alternatives.append(required[0])
+    present = [k for k in alternatives if isinstance(error.instance, dict) and k in error.instance]
+    if present:
+        return f"has {', '.join(repr(k) for k in present)}: use exactly one of {', '.join(alternatives)}"
+    return f"needs exactly one of: {', '.join(alternatives)}"
+
+
+def check(data: Any, schema: dict[str, Any], problems: ProblemList) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    for error in validator.iter_errors(data):
+        _report(error, problems)
+
+
+def _report(error: Any, problems: ProblemList) -> None:
+    path = tuple(error.absolute_path)
+    kind = error.validator
+    inst = error.instance
+    if kind in ("additionalProperties", "unevaluatedProperties") and isinstance(inst, dict):
+        known = set((error.schema.get("properties") or {}).keys())
+        pattern_props = error.schema.get("patternProperties") or {}
+        if kind == "additionalProperties" and error.schema.get("additionalProperties") is False:
+            import re
+
+            extras = [
+                k for k in inst if k not in known and not any(re.search(p, k) for p in pattern_props)
+            ]
+        else:
+            extras = [k for k in inst if k not in known]
+        for key in extras or list(inst):
+            where = "" if not known else f"; allowed: {', '.join(sorted(known))}"
+            hint = did_you_mean(key, known)
+            problems.add((*path, key), f"unknown key '{key}'{hint}{'' if hint else where}", at_key=True)
+        return
+    if kind == "required":
+        missing = [k for k in error.validator_value if isinstance(inst, dict) and k not in inst]
+        for key in missing:
+            problems.add(path, f"missing required key '{key}'", at_key=True)
+        return
+    if kind == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        problems.add(path, f"expected {expected}, got {_describe(inst)} {_short(inst)}")
+        return
+    if kind == "enum":
+        choices = ", ".join(str(c) for c in error.validator_value)
+        hint = did_you_mean(str(inst), [str(c) for c in error.validator_value])
+        problems.add(path, f"{_short(inst)} is not one of: {choices}{hint}")
+        return
+    if kind == "const":
+        problems.add(path, f"must be {error.validator_value!r}, got {_short(inst)}")
+        return
+    if kind == "pattern" and "propertyNames" in error.relative_schema_path:
+        problems.add((*path, inst), f"invalid name {_short(inst)}: names use letters, digits, '.', '_', '-'", at_key=True)
+        return
+    if kind == "pattern":
+        problems.add(path, f"{_short(inst)} does not match the pattern {error.validator_value}")
+        return
+    if kind == "oneOf":
+        choice = _kind_choice(error)
+        if choice:
+            problems.add(path, choice)
+            return
+    if kind in ("oneOf", "anyOf") and error.context:
+        import jsonschema.exceptions
+
+        best = jsonschema.exceptions.best_match(error.context)
+        if best is not None:
+            _report(best, problems)
+            return
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    message = error.message if len(error.message) < 160 else f"{kind} check failed"
+    if description and kind in ("anyOf", "oneOf", "not"):
+        message += f" ({description})"
+    problems.add(path, message)
