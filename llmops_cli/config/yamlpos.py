@@ -64,6 +64,9 @@ class YamlLoadError(Exception):
         self.column = column
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def _pos(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -82,6 +85,8 @@ class _Builder:
                 *_pos(node),
             )
         self.loc.value_marks.setdefault(path, _pos(node))
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+            raise YamlLoadError(f"unsupported YAML tag {node.tag}", *_pos(node))
         if isinstance(node, yaml.MappingNode):
             self.constructor.flatten_mapping(node)  # resolves YAML merge keys (<<)
             result: dict[str, Any] = {}

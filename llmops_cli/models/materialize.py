@@ -146,8 +146,9 @@ def load_model(
     torch_device = _check_device(device)
     trust = bool(spec.raw.get("trust_remote_code", False))
     auto = AutoModelForCausalLM if is_causal_lm(folder) else AutoModel
+    weights_dtype = torch_dtype(dtype or spec.dtype, device)
     model = auto.from_pretrained(
-        str(folder), dtype=torch_dtype(dtype or spec.dtype, device), local_files_only=True, trust_remote_code=trust
+        str(folder), dtype=weights_dtype, local_files_only=True, trust_remote_code=trust
     )
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust)
     _apply_overrides(tokenizer, spec)
@@ -186,9 +187,11 @@ def _check_device(device: str) -> Any:
     try:
         torch_device = torch.device(device)
     except RuntimeError as error:
-        raise UsageError(f"Unknown device '{device}': {error}", hint="Use cpu, cuda, cuda:N or mps.") from error
+        hint = "Use cpu, cuda, cuda:N or mps."
+        raise UsageError(f"Unknown device '{device}': {error}", hint=hint) from error
     if torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise UnavailableError(f"Device '{device}' was asked for, but torch sees no CUDA GPU.", hint="Use --device cpu.")
+        message = f"Device '{device}' was asked for, but torch sees no CUDA GPU."
+        raise UnavailableError(message, hint="Use --device cpu.")
     return torch_device
 
 

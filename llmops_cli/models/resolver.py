@@ -68,8 +68,8 @@ def resolve(spec: ModelSpec, project_root: Path) -> ResolvedModel:
     return _resolve_hub(spec, project_root)
 
 
-def list_models(config: ProjectConfig, *, include_embedded: bool = True) -> list[ResolvedModel]:
-    """Every model declared in llmops.yaml, then the embedded defaults no entry already uses."""
+def list_models(config: ProjectConfig, *, include_embedded: bool = False) -> list[ResolvedModel]:
+    """Every model declared in llmops.yaml (plus, if asked, the embedded defaults no entry uses)."""
     resolved = [resolve(spec, config.root) for spec in config.models.values()]
     if include_embedded:
         used = {spec.source for spec in config.models.values()}
@@ -145,7 +145,11 @@ def _resolve_embedded(name: str, model: EmbeddedModel) -> ResolvedModel:
 def _resolve_gguf(name: str, source: str, path: Path) -> ResolvedModel:
     if not path.is_file():
         return ResolvedModel(
-            name, "gguf", source, path, False,
+            name,
+            "gguf",
+            source,
+            path,
+            False,
             f"No GGUF file at {path}. Fix 'source:' (relative paths start at the project root).",
         )
     _, state = _gguf_cache_state(safe_name(path.stem), path, f"GGUF file {path}")
@@ -182,7 +186,12 @@ def _resolve_hub(spec: ModelSpec, project_root: Path) -> ResolvedModel:
     if found is not None:
         snapshot, commit = found
         return ResolvedModel(
-            spec.name, "hub", source, snapshot, True, f"hub model {source} in the local cache: {snapshot}",
+            spec.name,
+            "hub",
+            source,
+            snapshot,
+            True,
+            f"hub model {source} in the local cache: {snapshot}",
             commit=commit,
         )
     at = f"@{spec.revision}" if spec.revision else ""
@@ -202,15 +211,13 @@ def _resolve_hub(spec: ModelSpec, project_root: Path) -> ResolvedModel:
 
 def _resolve_remote(spec: ModelSpec) -> ResolvedModel:
     base_url, model = spec.base_url or "", spec.model or ""
-    resolved = ResolvedModel(
-        spec.name, "remote", None, None, True, f"{spec.provider} API at {base_url}, model {model} (not contacted)",
-        base_url=base_url, model=model,
-    )
+    detail = f"{spec.provider} API at {base_url}, model {model} (not contacted)"
+    resolved = ResolvedModel(spec.name, "remote", None, None, True, detail, base_url=base_url, model=model)
     unset = _UNSET_VAR.search(base_url)
     if unset:  # the loader leaves ${VAR} as written when the variable is missing
         resolved.available = False
         resolved.detail = f"base_url needs the environment variable {unset.group(1)}, which is not set."
     elif spec.api_key_env and not os.environ.get(spec.api_key_env):
         resolved.available = False
-        resolved.detail = f"API key variable {spec.api_key_env} is not set; export it before using '{spec.name}'."
+        resolved.detail = f"API key variable {spec.api_key_env} is not set; export it to use '{spec.name}'."
     return resolved

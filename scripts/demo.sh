@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job on the sample project, in a scratch copy (its artifacts are committed to that copy's
+# own git repository, never to this one).
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+demo="${1:-/tmp/llmops-demo}"
+llmops="$here/.venv/bin/llmops"
+
+rm -rf "$demo"
+cp -r "$here/sample-project" "$demo"
+cd "$demo"
+git init -q -b main
+git add -A
+git -c user.name="llmops demo" -c user.email=demo@localhost commit -qm "Sample project"
+
+step() { printf '\n\033[1m$ llmops %s\033[0m\n' "$*"; "$llmops" "$@"; }
+step validate
+step models list
+step models prepare base
+step models list
+step log
+printf '\nThe demo project is in %s\n' "$demo"

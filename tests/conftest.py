@@ -1,0 +1,77 @@
+"""Test isolation: no test sees the real HOME, git config, caches or the network."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_PROJECT = REPO_ROOT / "sample-project"
+
+
+@pytest.fixture(scope="session")
+def llmops_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One LLMOPS_HOME per test session, so the embedded model is dequantized at most once."""
+    preset = os.environ.get("LLMOPS_TEST_HOME")
+    return Path(preset) if preset else tmp_path_factory.mktemp("llmops-home")
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, llmops_home: Path) -> None:
+    home = tmp_path_factory.mktemp("home")
+    gitconfig = home / ".gitconfig"
+    gitconfig.write_text("[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("LLMOPS_HOME", str(llmops_home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
+                "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "LLMOPS_PROJECT", "LLMOPS_DEBUG"):  # fmt: skip
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("TERM", "dumb")
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh project made by ``llmops init`` (a git repo with one commit)."""
+    from llmops_cli.scaffold import init_project
+
+    root = tmp_path / "proj"
+    init_project(root, name="proj")
+    return root
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch):
+    """Run the CLI in-process: ``cli("validate", cwd=path)`` -> click Result."""
+    from typer.testing import CliRunner
+
+    from llmops_cli.cli.app import app
+    from llmops_cli.cli.state import STATE
+
+    runner = CliRunner()
+
+    def invoke(*args: str, cwd: Path | None = None):
+        from llmops_cli.cli import output
+
+        output.console.cache_clear()
+        output.err_console.cache_clear()
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        STATE.project, STATE.verbose, STATE.quiet = None, 0, False
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return invoke

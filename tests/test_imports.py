@@ -1,0 +1,67 @@
+"""Start-up stays light: the everyday commands never import heavy libraries."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import SAMPLE_PROJECT
+
+HEAVY = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "chromadb", "safetensors", "gguf")
+
+PROBE = """
+import json, sys
+sys.argv = ["llmops", *json.loads(sys.argv[1])]
+from llmops_cli.__main__ import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+print("HEAVY=" + json.dumps(heavy), file=sys.stderr)
+sys.exit(code or 0)
+"""
+
+
+def _run(args: list[str], cwd: Path) -> tuple[int, list[str], str]:
+    code = PROBE % (list(HEAVY),)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(args)],
+        cwd=cwd, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+    line = [x for x in proc.stderr.splitlines() if x.startswith("HEAVY=")]
+    assert line, proc.stderr
+    return proc.returncode, json.loads(line[-1][6:]), proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["validate"], ["schema"], ["models", "list"], ["log"], ["init", "--help"]],
+    ids=lambda a: " ".join(a),
+)
+def test_command_imports_nothing_heavy(args: list[str], tmp_path: Path) -> None:
+    cwd = SAMPLE_PROJECT if args[0] != "log" else tmp_path
+    if args == ["log"]:
+        from llmops_cli.scaffold import init_project
+
+        init_project(tmp_path, name="p")
+    code, heavy, out = _run(args, cwd)
+    assert code == 0, out
+    assert heavy == [], f"'llmops {' '.join(args)}' imported {heavy}"
+
+
+def test_core_modules_import_no_typer_or_rich() -> None:
+    code = (
+        "import sys, llmops_cli.config, llmops_cli.versioning, llmops_cli.scaffold, llmops_cli.models;"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'torch', 'transformers'});"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
