@@ -135,3 +135,11 @@ def test_readme_documents_every_exit_code() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     for code in EXIT_CODES:
         assert f"| {code} |" in readme, f"exit code {code} missing from the README table"
+
+
+def test_readme_cli_reference_is_current() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "scripts/cli_reference.py"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
