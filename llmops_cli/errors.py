@@ -72,10 +72,10 @@ class MissingDependencyError(LlmopsError):
 
     exit_code = EXIT_DEPENDENCY
 
-    def __init__(self, package: str, *, extra: str, purpose: str) -> None:
+    def __init__(self, package: str, *, extra: str, purpose: str, install: str | None = None) -> None:
         super().__init__(
             f"{purpose} needs the Python package '{package}', which is not installed.",
-            hint=f"Install it with: pip install 'llmops[{extra}]'",
+            hint=f"Install it with: {install or 'pip install ' + repr(f'llmops[{extra}]')}",
         )
         self.package = package
         self.extra = extra

@@ -54,9 +54,7 @@ def main() -> int:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     text = README.read_text()
-    new = re.sub(
-        re.escape(START) + ".*?" + re.escape(END), lambda _m: f"{START}\n{render()}{END}", text, flags=re.S
-    )
+    new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _m: f"{START}\n{render()}{END}", text, flags=re.S)
     if args.write:
         README.write_text(new)
         return 0

@@ -71,7 +71,9 @@ def test_missing_prompt_file_and_unknown_dataset(project: Path) -> None:
 
 def test_env_expansion(project: Path) -> None:
     path = project / "llmops.yaml"
-    text = path.read_text().replace("models:\n", "models:\n  hosted: {provider: openai, base_url: \"${MY_URL}\", model: m}\n")
+    text = path.read_text().replace(
+        "models:\n", 'models:\n  hosted: {provider: openai, base_url: "${MY_URL}", model: m}\n'
+    )
     path.write_text(text)
     msgs = _messages(project, env={})
     assert any("models.hosted.base_url" in m and "${MY_URL} is not set" in m for m in msgs)

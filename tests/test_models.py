@@ -101,8 +101,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any
 
 def _permute_qk(weight: Any, n_head: int) -> Any:
     # llama.cpp stores q/k rows interleaved for its rope; transformers undoes this on load.
-    return weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(
-        weight.shape
+    return (
+        weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
     )
 
 
@@ -282,7 +284,9 @@ def test_resolve_remote(project_root: Path, monkeypatch: pytest.MonkeyPatch) -> 
     unexpanded = ModelSpec(name="h", provider="openai", base_url="${LLMOPS_TEST_NO_SUCH_URL}", model="m")
     assert "LLMOPS_TEST_NO_SUCH_URL" in resolve(unexpanded, project_root).detail
     monkeypatch.delenv("LLMOPS_TEST_NO_SUCH_KEY", raising=False)
-    keyed = ModelSpec(name="h", provider="openai", base_url="http://h/v1", model="m", api_key_env="LLMOPS_TEST_NO_SUCH_KEY")
+    keyed = ModelSpec(
+        name="h", provider="openai", base_url="http://h/v1", model="m", api_key_env="LLMOPS_TEST_NO_SUCH_KEY"
+    )
     assert not resolve(keyed, project_root).available
 
 
@@ -297,9 +301,7 @@ def test_embedded_models_are_found_without_importing_them(project_root: Path) ->
     assert materialize(spec("all-minilm-l6-v2"), project_root) == minilm.path
 
 
-def test_missing_embedded_package_names_the_pip_command(
-    project_root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_embedded_package_names_the_pip_command(project_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ghost = EmbeddedModel("ghost-model", "llmops_no_such_package", "llm-ghost", "g.gguf", "gguf", "a ghost")
     monkeypatch.setitem(EMBEDDED_MODELS, "ghost-model", ghost)
     resolved = resolve(spec("ghost-model"), project_root)

@@ -227,9 +227,7 @@ def test_every_property_has_a_description(name):
         path
         for keyword, _key, sub, path in walk(schema)
         if keyword == "properties"
-        and not (
-            isinstance(sub, dict) and isinstance(sub.get("description"), str) and sub["description"].strip()
-        )
+        and not (isinstance(sub, dict) and isinstance(sub.get("description"), str) and sub["description"].strip())
     ]
     assert not missing, "properties without a description:\n" + "\n".join(missing)
     assert any(keyword == "properties" for keyword, *_ in walk(schema))

@@ -38,8 +38,13 @@ def _version(value: bool) -> None:
 def main(
     project_dir: Annotated[
         Path | None,
-        typer.Option("--project", "-C", help="Project directory (default: nearest llmops.yaml upwards).",
-                     envvar="LLMOPS_PROJECT", show_envvar=False),
+        typer.Option(
+            "--project",
+            "-C",
+            help="Project directory (default: nearest llmops.yaml upwards).",
+            envvar="LLMOPS_PROJECT",
+            show_envvar=False,
+        ),
     ] = None,  # fmt: skip
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output; tracebacks on errors.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors.")] = False,

@@ -40,8 +40,15 @@ def log(
     if json_out:
         output.print_json(
             [
-                {"artifact": v.key, "version": v.version, "tag": v.tag, "commit": v.commit, "date": v.date,
-                 "inputs": v.manifest.get("inputs", []), "metrics": v.manifest.get("metrics", {})}
+                {
+                    "artifact": v.key,
+                    "version": v.version,
+                    "tag": v.tag,
+                    "commit": v.commit,
+                    "date": v.date,
+                    "inputs": v.manifest.get("inputs", []),
+                    "metrics": v.manifest.get("metrics", {}),
+                }
                 for v in versions
             ]  # fmt: skip
         )
@@ -120,7 +127,8 @@ def _transfer(direction: str, remote: str | None, all_versions: bool) -> None:
         f"{len(result.skipped)} already there"
     )
     if result.missing:
-        output.warn(f"{len(result.missing)} object(s) referenced but missing locally: {', '.join(s[:12] for s in result.missing)}")
+        shown = ", ".join(sha[:12] for sha in result.missing)
+        output.warn(f"{len(result.missing)} object(s) referenced but missing locally: {shown}")
 
 
 def push(remote: RemoteOpt = None) -> None:

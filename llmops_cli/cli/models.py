@@ -22,8 +22,17 @@ def list_(json_out: JsonOpt = False) -> None:
     resolved = list_models(STATE.config())
     if json_out:
         output.print_json(
-            [{"name": m.name, "kind": m.kind, "source": m.source, "available": m.available,
-              "path": str(m.path) if m.path else None, "detail": m.detail} for m in resolved]  # fmt: skip
+            [
+                {
+                    "name": m.name,
+                    "kind": m.kind,
+                    "source": m.source,
+                    "available": m.available,
+                    "path": str(m.path) if m.path else None,
+                    "detail": m.detail,
+                }
+                for m in resolved
+            ]  # fmt: skip
         )
         return
     rows = [[m.name, m.kind, m.source, "[green]yes[/green]" if m.available else "[red]no[/red]", m.detail]

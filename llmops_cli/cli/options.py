@@ -12,6 +12,4 @@ RemoteOpt = Annotated[
     str | None,
     typer.Option("--remote", "-r", help="Directory or fsspec URL (default: storage.remote in llmops.yaml)."),
 ]
-AllVersionsOpt = Annotated[
-    bool, typer.Option("--all", help="Every registered version, not only the checked-out ones.")
-]
+AllVersionsOpt = Annotated[bool, typer.Option("--all", help="Every registered version, not only the checked-out ones.")]

@@ -52,9 +52,7 @@ def load_yaml_file(path: Path, problems_out: list[Problem]) -> Located | None:
     return None
 
 
-def _check_document(
-    located: Located, schema: str, env: Mapping[str, str] | None
-) -> tuple[Any, ProblemList]:
+def _check_document(located: Located, schema: str, env: Mapping[str, str] | None) -> tuple[Any, ProblemList]:
     problems = ProblemList(located, _display_name(Path(located.file)))
     for path, _mark in located.duplicates:
         problems.add(path, "duplicate key (the later value would silently win)", at_key=True)
@@ -107,9 +105,7 @@ def _check_prompt_files(
         pdata, problems = _check_document(located, "prompt", env)
         if isinstance(pdata, dict):
             model = pdata.get("model")
-            if isinstance(model, str) and model not in (models or {}) and model not in (
-                data.get("quantized") or {}
-            ):
+            if isinstance(model, str) and model not in (models or {}) and model not in (data.get("quantized") or {}):
                 problems.add(("model",), f"unknown model '{model}' (declare it under models: in {CONFIG_NAME})")
             examples = pdata.get("examples")
             if isinstance(examples, str) and not (root / examples).is_file():

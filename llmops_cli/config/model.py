@@ -136,8 +136,7 @@ class ProjectConfig:
             models=models,
             prompts={k: PromptRef(k, v["file"], dict(v)) for k, v in (data.get("prompts") or {}).items()},
             datasets={
-                k: DatasetSpec(k, v["path"], v["format"], dict(v))
-                for k, v in (data.get("datasets") or {}).items()
+                k: DatasetSpec(k, v["path"], v["format"], dict(v)) for k, v in (data.get("datasets") or {}).items()
             },
             retrievers=entries("retrievers"),
             chains=entries("chains"),

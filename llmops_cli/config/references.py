@@ -8,7 +8,7 @@ from typing import Any
 from llmops_cli.config.problems import ProblemList, did_you_mean
 from llmops_cli.config.yamlpos import Path_
 
-_STEP_REFS = {"prompt": ("prompts",), "retrieve": ("retrievers",), "adapter": ("adapters",)}
+_STEP_REFS: dict[str, tuple[str, ...]] = {"prompt": ("prompts",), "retrieve": ("retrievers",), "adapter": ("adapters",)}
 
 
 def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -58,7 +58,7 @@ class RefChecker:
             if not isinstance(spec, dict):
                 continue
             self.ref(("retrievers", name, "dataset"), spec.get("dataset"), "datasets")
-            dataset = _section(d, "datasets").get(spec.get("dataset"))
+            dataset = _section(d, "datasets").get(str(spec.get("dataset")))
             if isinstance(dataset, dict) and dataset.get("format") not in (None, "documents", "text"):
                 self.problems.add(
                     ("retrievers", name, "dataset"),
@@ -80,11 +80,11 @@ class RefChecker:
             if not isinstance(spec, dict):
                 continue
             self.ref(("adapters", name, "base"), spec.get("base"), "models")
-            base = models.get(spec.get("base"))
-            if isinstance(base, dict) and "provider" in base:
+            base_model = models.get(str(spec.get("base")))
+            if isinstance(base_model, dict) and "provider" in base_model:
                 self.problems.add(
                     ("adapters", name, "base"),
-                    f"model '{spec.get('base')}' is a remote ({base.get('provider')}) model; "
+                    f"model '{spec.get('base')}' is a remote ({base_model.get('provider')}) model; "
                     "adapters train on a local model (one with 'source:')",
                 )
             self.ref(("adapters", name, "dataset"), spec.get("dataset"), "datasets")
@@ -93,15 +93,16 @@ class RefChecker:
                 continue
             target = spec.get("target")
             if isinstance(target, dict):
-                for key, sections in (
+                targets: tuple[tuple[str, tuple[str, ...]], ...] = (
                     ("chain", ("chains",)),
                     ("prompt", ("prompts",)),
                     ("model", ("models", "quantized")),
                     ("quantized", ("quantized",)),
                     ("adapter", ("adapters",)),
-                ):
+                )
+                for key, kinds in targets:
                     if key in target:
-                        self.ref(("evals", name, "target", key), target[key], *sections)
+                        self.ref(("evals", name, "target", key), target[key], *kinds)
             self.ref(("evals", name, "dataset"), spec.get("dataset"), "datasets")
             judge = spec.get("judge")
             if isinstance(judge, dict) and "model" in judge:

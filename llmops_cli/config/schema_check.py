@@ -58,9 +58,7 @@ def _report(error: Any, problems: ProblemList) -> None:
         if kind == "additionalProperties" and error.schema.get("additionalProperties") is False:
             import re
 
-            extras = [
-                k for k in inst if k not in known and not any(re.search(p, k) for p in pattern_props)
-            ]
+            extras = [k for k in inst if k not in known and not any(re.search(p, k) for p in pattern_props)]
         else:
             extras = [k for k in inst if k not in known]
         for key in extras or list(inst):
@@ -87,7 +85,9 @@ def _report(error: Any, problems: ProblemList) -> None:
         problems.add(path, f"must be {error.validator_value!r}, got {_short(inst)}")
         return
     if kind == "pattern" and "propertyNames" in error.relative_schema_path:
-        problems.add((*path, inst), f"invalid name {_short(inst)}: names use letters, digits, '.', '_', '-'", at_key=True)
+        problems.add(
+            (*path, inst), f"invalid name {_short(inst)}: names use letters, digits, '.', '_', '-'", at_key=True
+        )
         return
     if kind == "pattern":
         problems.add(path, f"{_short(inst)} does not match the pattern {error.validator_value}")

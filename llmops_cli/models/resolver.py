@@ -133,10 +133,10 @@ def _resolve_embedded(name: str, model: EmbeddedModel) -> ResolvedModel:
     base.available = True
     if model.format == "hf_folder":
         base.path = path
-        base.detail = f"embedded ({model.purpose}), in package {model.pip_name}: {path}"
+        base.detail = f"embedded {model.purpose}, in package {model.pip_name}: {path}"
         return base
     base.gguf_file = path
-    base.path, base.detail = _gguf_cache_state(model.name, path, f"embedded ({model.purpose})")
+    base.path, base.detail = _gguf_cache_state(model.name, path, f"embedded {model.purpose}")
     if base.path is None and model.first_use_s:
         base.detail += f" (~{model.first_use_s} s)"
     return base

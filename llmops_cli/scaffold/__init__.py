@@ -45,9 +45,7 @@ def template_files(template: str = "project") -> dict[str, Path]:
     return files
 
 
-def init_project(
-    directory: Path, *, name: str | None = None, force: bool = False, commit: bool = True
-) -> InitResult:
+def init_project(directory: Path, *, name: str | None = None, force: bool = False, commit: bool = True) -> InitResult:
     directory = directory.expanduser().resolve()
     name = name or project_name_for(directory)
     if not re.match(r"^[a-z0-9][a-z0-9._-]*$", name):

@@ -61,9 +61,7 @@ class GitRepo:
         import git
 
         try:
-            return self.repo.git.execute(
-                ["git", *args], env={**self._identity_env, **(env or {})}, **kwargs
-            )
+            return self.repo.git.execute(["git", *args], env={**self._identity_env, **(env or {})}, **kwargs)
         except git.GitCommandError as exc:
             stderr = (exc.stderr or "").strip().replace("stderr: ", "").strip("'\n ")
             raise VersioningError(f"git {args[0]} failed: {stderr or exc}") from None

@@ -52,7 +52,9 @@ def _remote_objects(fs: Any, root: str) -> set[str]:
     return found
 
 
-def push(store: ContentStore, url: str | None, objects: dict[str, int], progress: Progress | None = None) -> TransferResult:
+def push(
+    store: ContentStore, url: str | None, objects: dict[str, int], progress: Progress | None = None
+) -> TransferResult:
     """Upload the local ``objects`` (``sha -> size``) the remote lacks."""
     fs, root = open_remote(url)
     present = _remote_objects(fs, root)
@@ -76,7 +78,9 @@ def push(store: ContentStore, url: str | None, objects: dict[str, int], progress
     return result
 
 
-def pull(store: ContentStore, url: str | None, objects: dict[str, int], progress: Progress | None = None) -> TransferResult:
+def pull(
+    store: ContentStore, url: str | None, objects: dict[str, int], progress: Progress | None = None
+) -> TransferResult:
     """Download the ``objects`` the local store lacks; each is verified against its sha256."""
     fs, root = open_remote(url)
     result = TransferResult()
