@@ -35,8 +35,8 @@ def list_(json_out: JsonOpt = False) -> None:
             ]  # fmt: skip
         )
         return
-    rows = [[m.name, m.kind, m.source, "[green]yes[/green]" if m.available else "[red]no[/red]", m.detail]
-            for m in resolved]  # fmt: skip
+    yes_no = {True: "[green]yes[/green]", False: "[red]no[/red]"}
+    rows = [[m.name, m.kind, m.source or f"{m.model} @ {m.base_url}", yes_no[m.available], m.detail] for m in resolved]
     output.table(None, ["model", "kind", "source", "available", "detail"], rows)
 
 

@@ -6,6 +6,7 @@ Results go to stdout, messages and errors to stderr; ``NO_COLOR`` is honoured by
 from __future__ import annotations
 
 import json
+import os
 import sys
 from functools import cache
 from typing import Any
@@ -17,7 +18,9 @@ from llmops_cli.cli.state import STATE
 def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    # Piped output (CI logs, `| less`) gets room for tables instead of rich's 80-column default.
+    width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 @cache

@@ -10,6 +10,7 @@ functions only, so importing this module stays cheap.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -125,16 +126,24 @@ def dequantize_gguf(gguf: Path, dest: Path) -> None:
         quant: dict[str, Any] = {"quantization_config": GgufConfig(dequantize=True)}
     except ImportError:  # older transformers always dequantize GGUF at load time
         quant = {}
+    # The caller shows its own progress; transformers' tqdm bars would interleave with it.
+    bars_were_enabled = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **options)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), **options, **quant)
+        # transformers' GGUF reader writes a plain tqdm bar to stderr whatever the settings say.
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **options)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), **options, **quant)
+        model.save_pretrained(dest)
+        tokenizer.save_pretrained(dest)
     except (ValueError, KeyError, NotImplementedError, OSError) as error:
         raise UnavailableError(
             f"transformers {transformers.__version__} cannot load {gguf}: {error}",
             hint="Convert it to a Hugging Face folder elsewhere and point 'source:' at that folder.",
         ) from error
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
+    finally:
+        if bars_were_enabled:
+            transformers.utils.logging.enable_progress_bar()
 
 
 def load_model(
