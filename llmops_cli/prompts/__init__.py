@@ -1,0 +1,40 @@
+"""Prompts as code: typed prompt files, sandboxed rendering, dependents, and ``prompt diff``.
+
+Importing this package is cheap (no torch, transformers or chromadb; Jinja and jsonschema load on
+first use), so listing, rendering and diffing prompts stay fast.
+"""
+
+from llmops_cli.prompts.deps import Dependents, StepUse, find_dependents
+from llmops_cli.prompts.diff import Breaking, DiffReport, PromptChange, compare, prompt_diff
+from llmops_cli.prompts.render import render, template_variables, to_prompt_text
+from llmops_cli.prompts.spec import (
+    PromptSpec,
+    VariableSpec,
+    load_prompt,
+    parse_examples,
+    parse_prompt,
+    parse_prompt_text,
+)
+from llmops_cli.prompts.variables import coerce, prepare_variables
+
+__all__ = [
+    "Breaking",
+    "Dependents",
+    "DiffReport",
+    "PromptChange",
+    "PromptSpec",
+    "StepUse",
+    "VariableSpec",
+    "coerce",
+    "compare",
+    "find_dependents",
+    "load_prompt",
+    "parse_examples",
+    "parse_prompt",
+    "parse_prompt_text",
+    "prepare_variables",
+    "prompt_diff",
+    "render",
+    "template_variables",
+    "to_prompt_text",
+]
