@@ -1,0 +1,100 @@
+"""The one way chains, eval and serving get a provider for a ``models:`` entry.
+
+Providers are cached per (project, model entry, adapter, device), so a chain whose steps all use
+``base`` loads the weights once per process. The cache key includes the entry's yaml, so an edited
+llmops.yaml (or another project with the same model name) never gets a stale provider.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llmops_cli.errors import UsageError
+from llmops_cli.generation import Provider
+from llmops_cli.providers.local import LocalProvider, check_adapter_folder
+from llmops_cli.providers.openai_http import OpenAIProvider
+
+if TYPE_CHECKING:
+    from llmops_cli.config.model import ModelSpec, ProjectConfig
+
+SUPPORTED_REMOTE = ("openai",)
+
+_CacheKey = tuple[str, ...]
+_CACHE: dict[_CacheKey, Provider] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_provider(
+    config: ProjectConfig,
+    model_name: str,
+    *,
+    adapter_path: Path | None = None,
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> Provider:
+    """The provider for ``models: <model_name>`` (optionally with a LoRA adapter folder).
+
+    ``adapter_path`` may be relative to the project root. Nothing heavy happens here: a local model
+    loads on its first ``generate``. Asking again with another ``batch_size`` shares the same
+    loaded model.
+    """
+    spec = _model_spec(config, model_name)
+    if spec.is_remote:
+        return _remote_provider(config, spec, adapter_path)
+    adapter = None if adapter_path is None else config.resolve_path(str(adapter_path)).resolve()
+    if adapter is not None:
+        check_adapter_folder(adapter)
+    key = ("local", str(config.root.resolve()), model_name, _entry_json(spec), str(adapter or ""), device)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is None:
+            cached = LocalProvider(spec, config.root, adapter_path=adapter, batch_size=batch_size, device=device)
+            _CACHE[key] = cached
+    assert isinstance(cached, LocalProvider)
+    return cached if cached.batch_size == batch_size else cached.with_batch_size(batch_size)
+
+
+def clear_provider_cache() -> None:
+    """Forget every cached provider (and so release loaded models once nothing else holds them)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _model_spec(config: ProjectConfig, model_name: str) -> ModelSpec:
+    if model_name in config.models:
+        return config.models[model_name]
+    if model_name in config.quantized:
+        raise UsageError(
+            f"'{model_name}' is a quantized variant ('quantized:'); generating with quantized models is not "
+            "yet supported.",
+            hint="Use its base model from 'models:' for now.",
+        )
+    known = list(config.models)
+    close = difflib.get_close_matches(model_name, known, n=1)
+    hint = f"Did you mean '{close[0]}'?" if close else f"Declared models: {', '.join(known) or 'none'}."
+    raise UsageError(f"No model named '{model_name}' in {config.path.name} (models:).", hint=hint)
+
+
+def _remote_provider(config: ProjectConfig, spec: ModelSpec, adapter_path: Path | None) -> Provider:
+    if adapter_path is not None:
+        raise UsageError(
+            f"Model '{spec.name}' is remote ({spec.base_url}); llmops cannot put a LoRA adapter on it.",
+            hint="Use the adapter with a local model, or serve base+adapter behind the API (e.g. vLLM --lora-modules).",
+        )
+    if spec.provider not in SUPPORTED_REMOTE:
+        raise UsageError(f"Model '{spec.name}': provider '{spec.provider}' is not supported (use 'openai').")
+    key = ("remote", str(config.root.resolve()), spec.name, _entry_json(spec))
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is None:
+            cached = OpenAIProvider.from_spec(spec)
+            _CACHE[key] = cached
+    return cached
+
+
+def _entry_json(spec: ModelSpec) -> str:
+    return json.dumps(spec.raw, sort_keys=True, default=str)

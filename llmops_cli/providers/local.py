@@ -1,0 +1,300 @@
+"""Text generation with a local transformers model (optionally with a LoRA adapter), batched.
+
+Requests are rendered with the tokenizer's chat template, grouped by identical decoding params,
+sorted by prompt length and run ``batch_size`` at a time through one left-padded ``generate`` call.
+The model loads on the first ``generate`` (or :meth:`LocalProvider.load`) and stays loaded.
+torch, transformers and peft are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmops_cli.errors import UnavailableError, UsageError, require
+from llmops_cli.generation import GenerationParams, GenerationRequest, GenerationResult, Message
+from llmops_cli.providers.common import ProgressCallback, check_messages, find_stop, plan_batches, transcript
+
+if TYPE_CHECKING:
+    from llmops_cli.config.model import ModelSpec
+
+ADAPTER_CONFIG = "adapter_config.json"
+# Sampling knobs a checkpoint's generation_config.json may carry; we lift them off the model so a
+# greedy call does not trip transformers' "do_sample=False but temperature is set" warnings, and
+# reuse them as defaults when a sampling request leaves them unset.
+_SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "min_p", "typical_p", "repetition_penalty")
+
+
+def check_adapter_folder(path: Path) -> None:
+    """Fail early, with what to do, when ``path`` is not a loadable PEFT adapter folder."""
+    if not path.is_dir():
+        raise UsageError(f"No adapter folder at {path}.", hint="Point the adapter at a folder made by 'llmops tune'.")
+    if not (path / ADAPTER_CONFIG).is_file():
+        raise UsageError(
+            f"{path} has no {ADAPTER_CONFIG}, so it is not a PEFT (LoRA) adapter folder.",
+            hint="Use the folder 'llmops tune' or peft's save_pretrained() wrote.",
+        )
+    weights = [p for p in path.iterdir() if p.name.startswith("adapter_model.")]
+    if weights and all(p.suffix == ".ptr" for p in weights):
+        raise UnavailableError(
+            f"The adapter weights in {path} are in the content store, not in the work tree.",
+            hint="Run 'llmops pull' (or 'llmops checkout') to fetch them.",
+        )
+
+
+@dataclass
+class _Loaded:
+    """The loaded model, shared by providers that differ only in batch size."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    model: Any = None
+    tokenizer: Any = None
+    defaults: dict[str, Any] = field(default_factory=dict)  # sampling defaults lifted off the checkpoint
+    eos_ids: frozenset[int] = frozenset()
+
+
+class LocalProvider:
+    """A :class:`~llmops_cli.generation.Provider` over a local model from llmops.yaml.
+
+    ``latency_ms`` of a result is the wall time of the batch it ran in (requests in one batch finish
+    together), so it is comparable to what a caller waiting for that batch experienced.
+    Calls are serialized with a lock: one model on one machine gains nothing from parallel calls.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        project_root: Path,
+        *,
+        adapter_path: Path | None = None,
+        batch_size: int = 8,
+        device: str = "cpu",
+        dtype: str | None = None,
+    ) -> None:
+        if spec.is_remote:
+            raise UsageError(f"Model '{spec.name}' is remote; use OpenAIProvider for it.")
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1, not {batch_size}.")
+        if adapter_path is not None:
+            check_adapter_folder(adapter_path)
+        self.spec = spec
+        self.project_root = project_root
+        self.adapter_path = adapter_path
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.name = spec.name if adapter_path is None else f"{spec.name}+{adapter_path.name}"
+        self._loaded = _Loaded()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded.model is not None
+
+    def with_batch_size(self, batch_size: int) -> LocalProvider:
+        """This provider with another batch size, sharing the already loaded (or lazily loaded) model."""
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1, not {batch_size}.")
+        other = copy.copy(self)
+        other.batch_size = batch_size
+        return other
+
+    def load(self) -> None:
+        """Load the model now (servers warm up at start); later calls are free."""
+        with self._loaded.lock:
+            if self._loaded.model is None:
+                self._load()
+
+    def tokenizer(self) -> Any:
+        self.load()
+        return self._loaded.tokenizer
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt text the model sees for ``messages``."""
+        check_messages(messages)
+        tokenizer = self.tokenizer()
+        if not getattr(tokenizer, "chat_template", None):
+            return transcript(messages)
+        try:
+            text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        except Exception as error:  # jinja2 TemplateError, or a template's own raise_exception()
+            raise UsageError(
+                f"The chat template of model '{self.spec.name}' rejected the messages: {error}",
+                hint="Adjust the messages (some templates forbid a system role) or set 'chat_template:'.",
+            ) from error
+        return str(text)
+
+    def generate(
+        self, requests: list[GenerationRequest], *, progress: ProgressCallback | None = None
+    ) -> list[GenerationResult]:
+        """One result per request, in the same order; ``progress(done, total)`` after each batch."""
+        if not requests:
+            return []
+        import torch
+
+        with self._loaded.lock, torch.inference_mode():
+            tokenizer = self.tokenizer()
+            uses_template = bool(getattr(tokenizer, "chat_template", None))
+            prompts = [self.render(r.messages) for r in requests]
+            # A rendered template already holds BOS; adding special tokens again would double it.
+            encoded = tokenizer(prompts, add_special_tokens=not uses_template)["input_ids"]
+            results: dict[int, GenerationResult] = {}
+            for batch in plan_batches(requests, [len(ids) for ids in encoded], self.batch_size):
+                outputs = self._run_batch([encoded[i] for i in batch], requests[batch[0]].params)
+                results.update(zip(batch, outputs, strict=True))
+                if progress is not None:
+                    progress(len(results), len(requests))
+        return [results[i] for i in range(len(requests))]
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        for module in ("torch", "transformers"):
+            require(module, extra="models", purpose=f"Generating with model '{self.spec.name}'")
+        import transformers
+
+        from llmops_cli.models import load_model
+
+        # Callers render their own progress; transformers' "Loading weights" bar would cut into it.
+        bars_were_enabled = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.disable_progress_bar()
+        try:
+            model, tokenizer = load_model(self.spec, self.project_root, dtype=self.dtype, device=self.device)
+        finally:
+            if bars_were_enabled:
+                transformers.utils.logging.enable_progress_bar()
+        if self.adapter_path is not None:
+            model = _with_adapter(model, self.adapter_path)
+        # Batched decoder-only generation must pad on the left so every row ends at its last token.
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        loaded = self._loaded
+        loaded.defaults = _lift_sampling_defaults(model.generation_config)
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        loaded.eos_ids = _eos_ids(model.generation_config.eos_token_id, tokenizer.eos_token_id)
+        loaded.model, loaded.tokenizer = model, tokenizer
+
+    def _run_batch(self, prompts: list[list[int]], params: GenerationParams) -> list[GenerationResult]:
+        import torch
+
+        model, tokenizer = self._loaded.model, self._loaded.tokenizer
+        batch = tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(model.device)
+        config = self._generation_config(params)
+        extra: dict[str, Any] = {"tokenizer": tokenizer} if params.stop else {}
+        started = time.perf_counter()
+        if params.temperature > 0 and params.seed is not None:
+            devices = [model.device.index or 0] if model.device.type == "cuda" else []
+            # Seed a forked RNG: reproducible per batch without resetting the caller's global RNG.
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(params.seed)
+                output = model.generate(**batch, generation_config=config, **extra)
+        else:
+            output = model.generate(**batch, generation_config=config, **extra)
+        latency_ms = (time.perf_counter() - started) * 1000
+        width = batch["input_ids"].shape[1]
+        return [
+            self._result(output[row, width:].tolist(), len(prompt), params, latency_ms)
+            for row, prompt in enumerate(prompts)
+        ]
+
+    def _generation_config(self, params: GenerationParams) -> Any:
+        from transformers import GenerationConfig
+
+        settings: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "pad_token_id": self._loaded.tokenizer.pad_token_id,
+            "stop_strings": list(params.stop) or None,
+            # Explicit, so a checkpoint whose generation_config lacks it still stops at EOS.
+            "eos_token_id": sorted(self._loaded.eos_ids) or None,
+        }
+        defaults = self._loaded.defaults
+        if params.temperature > 0:
+            top_k = params.top_k if params.top_k is not None else defaults.get("top_k", 0)
+            settings.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=top_k)
+        else:
+            settings.update(do_sample=False)
+        penalty = params.repetition_penalty or defaults.get("repetition_penalty")
+        if penalty is not None and penalty != 1.0:
+            settings["repetition_penalty"] = penalty
+        return GenerationConfig(**settings)
+
+    def _result(
+        self, generated: list[int], prompt_tokens: int, params: GenerationParams, latency_ms: float
+    ) -> GenerationResult:
+        """Text, usage and finish reason of one row; the row's padding after it finished is dropped."""
+        tokenizer = self._loaded.tokenizer
+        end = next((i for i, token in enumerate(generated) if token in self._loaded.eos_ids), None)
+        body = generated if end is None else generated[:end]
+        text = tokenizer.decode(body, skip_special_tokens=True)
+        stop_at = find_stop(text, params.stop)
+        if stop_at is not None:
+            text, completion, finish = text[:stop_at], _tokens_until_stop(tokenizer, body, params.stop), "stop"
+        elif end is not None:
+            completion, finish = end + 1, "stop"  # the EOS token was generated too
+        else:
+            completion = len(generated)
+            finish = "length" if completion >= params.max_new_tokens else "stop"
+        return GenerationResult(
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion,
+            latency_ms=latency_ms,
+            finish_reason=finish,
+            model=self.name,
+        )
+
+
+def _tokens_until_stop(tokenizer: Any, tokens: list[int], stops: Sequence[str]) -> int:
+    """How many tokens it took to produce the first stop string (generation stops right there).
+
+    A binary search over prefixes: once a prefix's text holds a stop string, every longer one does.
+    """
+    low, high = 1, len(tokens)
+    while low < high:
+        middle = (low + high) // 2
+        if find_stop(tokenizer.decode(tokens[:middle], skip_special_tokens=True), stops) is None:
+            low = middle + 1
+        else:
+            high = middle
+    return high
+
+
+def _lift_sampling_defaults(generation_config: Any) -> dict[str, Any]:
+    defaults = {}
+    for key in _SAMPLING_KEYS:
+        value = getattr(generation_config, key, None)
+        if value is not None:
+            defaults[key] = value
+        setattr(generation_config, key, None)
+    return defaults
+
+
+def _eos_ids(*values: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for value in values:
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(v for v in value if isinstance(v, int))
+    return frozenset(ids)
+
+
+def _with_adapter(model: Any, adapter_path: Path) -> Any:
+    """``model`` wrapped with the LoRA adapter in ``adapter_path`` (not merged, in eval mode)."""
+    require("peft", extra="tune", purpose="Loading a LoRA adapter")
+    from peft import PeftModel
+
+    try:
+        wrapped = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=False)
+    except (ValueError, KeyError, RuntimeError, OSError) as error:
+        raise UsageError(
+            f"Cannot load the adapter in {adapter_path} onto this model: {error}",
+            hint="Was the adapter trained on this base model? Check 'base:' of the adapter entry.",
+        ) from error
+    wrapped.eval()
+    return wrapped
