@@ -43,7 +43,17 @@ def _run(args: list[str], cwd: Path) -> tuple[int, list[str], str]:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["validate"], ["schema"], ["models", "list"], ["log"], ["init", "--help"], ["prompt", "list"]],
+    [
+        ["--help"],
+        ["validate"],
+        ["schema"],
+        ["models", "list"],
+        ["log"],
+        ["init", "--help"],
+        ["prompt", "list"],
+        ["index", "--help"],
+        ["chain", "list"],
+    ],
     ids=lambda a: " ".join(a),
 )
 def test_command_imports_nothing_heavy(args: list[str], tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from llmops_cli import __version__
-from llmops_cli.cli import artifacts, chain, models, project, prompt
+from llmops_cli.cli import artifacts, chain, models, project, prompt, retrieval
 from llmops_cli.cli.base import LlmopsTyper
 from llmops_cli.cli.state import STATE
 from llmops_cli.errors import EXIT_CODES
@@ -66,5 +66,7 @@ app.command()(artifacts.checkout)
 app.command()(artifacts.push)
 app.command()(artifacts.pull)
 app.add_typer(models.app, name="models")
+app.command()(retrieval.index)
+app.command()(retrieval.retrieve)
 app.add_typer(prompt.app, name="prompt")
 app.add_typer(chain.app, name="chain")

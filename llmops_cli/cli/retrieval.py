@@ -1,0 +1,108 @@
+"""``llmops index`` and ``llmops retrieve``: build retriever indexes and query them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from llmops_cli.cli import output
+from llmops_cli.cli.options import JsonOpt
+from llmops_cli.cli.state import STATE
+
+if TYPE_CHECKING:
+    from llmops_cli.retrieval import IndexStats, ProgressFn
+
+_TEXT_WIDTH = 240  # characters of each chunk shown by `retrieve`
+
+
+def index(
+    name: Annotated[str | None, typer.Argument(help="Retriever to index (default: every retriever).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Re-embed every document, even unchanged ones.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Embed a retriever's documents into its vector store (only new and changed ones) and version the index."""
+    from llmops_cli.errors import UsageError
+    from llmops_cli.retrieval import build_index
+
+    cfg = STATE.config()
+    names = [name] if name else list(cfg.retrievers)
+    if not names:
+        raise UsageError("llmops.yaml declares no retrievers.", hint="Add one under 'retrievers:' ('llmops schema').")
+    results = []
+    for retriever in names:
+        with _progress(retriever, enabled=not (json_out or STATE.quiet)) as report:
+            results.append(build_index(cfg, retriever, progress=report, full=full))
+    if json_out:
+        output.print_json([stats.as_dict() for stats in results])
+        return
+    _summary_table(results)
+    for stats in results:
+        if stats.version:
+            how = f"rebuilt: {stats.rebuilt}" if stats.rebuilt else "incremental"
+            output.success(f"{stats.retriever}: registered {stats.version} ({how})")
+        else:
+            current = f" ({stats.current_version})" if stats.current_version else ""
+            output.success(f"{stats.retriever}: up to date{current}")
+
+
+def retrieve(
+    name: Annotated[str, typer.Argument(help="Retriever to query.")],
+    query: Annotated[str, typer.Argument(help="Text to search for.")],
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", "-k", min=1, help="How many chunks (default: the retriever's top_k).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the indexed chunks closest to a query, best first, with their cosine similarity."""
+    from llmops_cli.retrieval import retrieve as run_query
+
+    hits = run_query(STATE.config(), name, query, top_k=top_k)
+    if json_out:
+        output.print_json([{"rank": i, **hit.as_dict()} for i, hit in enumerate(hits, start=1)])
+        return
+    from rich.markup import escape
+
+    rows = [[i, f"{hit.score:.3f}", escape(hit.location), escape(_trim(hit.text))] for i, hit in enumerate(hits, 1)]
+    output.table(None, ["rank", "score", "source", "text"], rows)
+
+
+def _trim(text: str, width: int = _TEXT_WIDTH) -> str:
+    flat = re.sub(r"\s+", " ", text).strip()
+    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+def _summary_table(results: list[IndexStats]) -> None:
+    rows = [
+        [s.retriever, s.documents, s.added, s.updated, s.removed, s.unchanged, s.chunks_total, s.chunks_embedded,
+         f"{s.seconds:.2f}", f"{s.chunks_per_s:.1f}" if s.chunks_embedded else "-", s.current_version or "-"]
+        for s in results
+    ]  # fmt: skip
+    columns = ["retriever", "documents", "added", "updated", "removed", "unchanged", "chunks", "embedded",
+               "seconds", "chunks/s", "version"]  # fmt: skip
+    output.table(None, columns, rows)
+
+
+@contextmanager
+def _progress(name: str, *, enabled: bool) -> Iterator[ProgressFn]:
+    """A rich progress display fed by build_index's (phase, done, total) callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=output.err_console(), disable=not enabled, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase == "load":
+                if "chunks" in tasks:
+                    bar.update(tasks["chunks"], description=f"{name}: loading embedding model")
+                return
+            label = {"documents": "documents", "chunks": "chunks embedded"}.get(phase, phase)
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"{name}: {label}", total=total)
+            bar.update(tasks[phase], completed=done, total=total, description=f"{name}: {label}")
+
+        yield report
