@@ -18,5 +18,10 @@ step validate
 step models list
 step models prepare base
 step models list
+step prompt list
+step index kb
+step retrieve kb "Which Wi-Fi band does the thermostat need?"
+# support-lora is trained by `llmops tune` (next issue); until then the chain runs on the base model.
+step chain run rag-answer --var question="What Wi-Fi band does the thermostat support?" --trace --no-adapters
 step log
 printf '\nThe demo project is in %s\n' "$demo"
