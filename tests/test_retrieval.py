@@ -358,7 +358,8 @@ def test_changing_chunk_settings_or_model_rebuilds(kb: Path) -> None:
 def test_interrupted_write_is_repaired(kb: Path) -> None:
     build_index(cfg(kb), "kb", embedder=HashEmbedder())
     collection = get_collection(open_client(retriever_spec(cfg(kb), "kb"), kb), "kb-index")
-    collection.delete(ids=["docs/wifi.md::1"])  # as if a run died between two writes
+    collection.delete(ids=["docs/wifi.md::1"])  # as if a run died between two writes ...
+    (kb / ".llmops" / "index-kb-index.stamp.json").unlink()  # ... which clears the up-to-date stamp first
     stats = build_index(cfg(kb), "kb", embedder=HashEmbedder())
     assert stats.updated == 1 and stats.unchanged == 3
     assert sorted(collection.get(where={"doc_id": "docs/wifi.md"})["ids"])[:2] == ["docs/wifi.md::0", "docs/wifi.md::1"]
@@ -637,3 +638,20 @@ def test_hf_embedder_on_a_tiny_random_bert(tmp_path: Path) -> None:
         assert float(abs(embedder.embed([text])[0] - together[i]).max()) < 1e-5
     other = HFEmbedder(EmbeddingModel("tiny", tmp_path, "sha256:tiny"), max_length=8)
     assert other.fingerprint != embedder.fingerprint  # truncation changes the vectors
+
+
+def test_failed_run_leaves_no_up_to_date_stamp(kb: Path) -> None:
+    build_index(cfg(kb), "kb", embedder=HashEmbedder())
+    stamp = kb / ".llmops" / "index-kb-index.stamp.json"
+    assert stamp.is_file()
+    assert build_index(cfg(kb), "kb", embedder=HashEmbedder()).changed is False  # the fast path
+    (kb / "docs" / "wifi.md").write_text("# Wi-Fi\n\nEverything changed about the router.\n")
+
+    class Broken(HashEmbedder):
+        def embed(self, texts, *, on_batch=None):  # type: ignore[no-untyped-def]
+            raise RuntimeError("killed mid-run")
+
+    with pytest.raises(RuntimeError):
+        build_index(cfg(kb), "kb", embedder=Broken())
+    assert not stamp.exists()
+    assert build_index(cfg(kb), "kb", embedder=HashEmbedder()).updated == 1

@@ -12,6 +12,7 @@ a small ``index.json`` (see :mod:`llmops_cli.retrieval.versions`).
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.models.hashing import text_sha256
+from llmops_cli.paths import atomic_write_text
 from llmops_cli.retrieval.chunking import Chunk, ChunkSettings, chunk_document
 from llmops_cli.retrieval.documents import Document, content_hash, load_documents
 from llmops_cli.retrieval.embeddings import Embedder, get_embedder
@@ -123,6 +125,14 @@ def build_index(
         stats = IndexStats(spec.name, spec.collection, spec.store.describe(config.root), documents=len(documents))
         stats.dataset_hash = content_hash(documents)
         stats.embedding_fingerprint = embedder.fingerprint
+        stamp = _Stamp(config, spec, fingerprint, stats.dataset_hash)
+        if not full and stamp.matches():
+            # Nothing changed since the last complete run: answer without opening chromadb,
+            # whose import alone costs more than the whole check.
+            stats.unchanged, stats.chunks_total, stats.current_version = len(documents), *stamp.recorded()
+            stats.seconds = time.perf_counter() - started
+            return stats
+        stamp.clear()  # an interrupted run must not leave a stamp that vouches for a half index
         client = open_client(spec, config.root)
         collection: Any = get_collection(client, spec.collection)
         stats.rebuilt = _rebuild_reason(collection, fingerprint, full)
@@ -157,8 +167,42 @@ def build_index(
             from llmops_cli.retrieval.versions import register_index
 
             register_index(registry, config, spec, documents, counts, stats)
+        stamp.write(stats.chunks_total, stats.version or stats.current_version)
         stats.seconds = time.perf_counter() - started
     return stats
+
+
+class _Stamp:
+    """What the last complete run of a persistent index saw: settings fingerprint and dataset hash."""
+
+    def __init__(self, config: ProjectConfig, spec: Any, fingerprint: str, dataset_hash: str) -> None:
+        self.path = ensure_state_dir(config.root) / f"index-{spec.collection}.stamp.json"
+        self.store_dir = spec.store_dir(config.root) if spec.store.type == "persistent" else None
+        self.key = {"fingerprint": fingerprint, "dataset_hash": dataset_hash, "store": str(self.store_dir)}
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def matches(self) -> bool:
+        if self.store_dir is None or not self.store_dir.is_dir():
+            return False
+        data = self._read()
+        return data is not None and all(data.get(k) == v for k, v in self.key.items())
+
+    def recorded(self) -> tuple[int, str | None]:
+        data = self._read() or {}
+        return int(data.get("chunks_total", 0)), data.get("version")
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def write(self, chunks_total: int, version: str | None) -> None:
+        if self.store_dir is not None:
+            atomic_write_text(self.path, json.dumps({**self.key, "chunks_total": chunks_total, "version": version}))
 
 
 def _registry(config: ProjectConfig) -> ArtifactRegistry:
