@@ -41,6 +41,8 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/index_build.py
+	$(BIN)/python benchmarks/generation_batching.py
 
 clean:
 	rm -rf $(VENV) .cache dist build
