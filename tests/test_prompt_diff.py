@@ -117,7 +117,7 @@ def test_uncommitted_changes_are_compared_by_default(project: Path) -> None:
 
 
 def test_param_change_only_is_not_breaking(project: Path, pcli: Any) -> None:  # noqa: F811
-    edit(project / "prompts" / "answer.yaml", "params: {temperature: 0.0, max_new_tokens: 96}",
+    edit(project / "prompts" / "answer.yaml", 'params: {temperature: 0.0, max_new_tokens: 96, stop: ["\\nQuestion:"]}',
          "params: {temperature: 0.7, max_new_tokens: 96, stop: END}")  # fmt: skip
     commit(project, "warmer")
     result = pcli("prompt", "diff", "--from", "HEAD~1", "--to", "HEAD", "--json", "--fail-on-breaking", cwd=project)
@@ -126,7 +126,7 @@ def test_param_change_only_is_not_breaking(project: Path, pcli: Any) -> None:  #
     assert data["breaking"] is False
     assert data["prompts"][0]["params"] == [
         {"name": "temperature", "from": 0.0, "to": 0.7},
-        {"name": "stop", "from": None, "to": ["END"]},
+        {"name": "stop", "from": ["\nQuestion:"], "to": ["END"]},
     ]
     assert data["prompts"][0]["diff"] == {}
     md = pcli("prompt", "diff", "--from", "HEAD~1", "--to", "HEAD", "--format", "markdown", cwd=project).stdout

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from llmops_cli.models.resolver import (
     resolve,
     safe_name,
 )
-from llmops_cli.paths import atomic_write_text
+from llmops_cli.paths import atomic_write_text, file_lock
 
 if TYPE_CHECKING:
     from llmops_cli.config.model import ModelSpec
@@ -77,7 +77,7 @@ def materialize_gguf(gguf: Path, key: str) -> Path:
             f"Cannot create the model cache {folder.parent}: {error.strerror}.",
             hint="Set LLMOPS_HOME to a writable directory.",
         ) from error
-    with _exclusive(folder.parent / f".{folder.name}.lock"):
+    with file_lock(folder.parent / f".{folder.name}.lock"):
         if is_materialized(folder):  # another run finished it while we waited for the lock
             return folder
         marker = {"source": str(gguf), "sha256": digest, "created": time.time()}
@@ -215,22 +215,6 @@ def _apply_overrides(tokenizer: Any, spec: ModelSpec) -> None:
         tokenizer.chat_template = spec.raw["chat_template"]
     if spec.raw.get("max_context"):
         tokenizer.model_max_length = int(spec.raw["max_context"])
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Serialize builds of one folder across processes, so a second run waits instead of redoing it."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock, build_atomically still keeps the result whole
-        yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _remove_aside(path: Path) -> None:

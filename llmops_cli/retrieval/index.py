@@ -11,16 +11,14 @@ a small ``index.json`` (see :mod:`llmops_cli.retrieval.versions`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.models.hashing import text_sha256
-from llmops_cli.paths import atomic_write_text
+from llmops_cli.paths import atomic_write_text, file_lock
 from llmops_cli.retrieval.chunking import Chunk, ChunkSettings, chunk_document
 from llmops_cli.retrieval.documents import Document, content_hash, load_documents
 from llmops_cli.retrieval.embeddings import Embedder, get_embedder
@@ -113,7 +111,7 @@ def build_index(
     spec = retriever_spec(config, name)
     registry = _registry(config) if register else None
     started = time.perf_counter()
-    with _exclusive(ensure_state_dir(config.root) / f"index-{spec.collection}.lock"):
+    with file_lock(ensure_state_dir(config.root) / f"index-{spec.collection}.lock"):
         documents = load_documents(
             config.resolve_path(spec.dataset.path),
             root=config.root,
@@ -330,19 +328,3 @@ class _Counter:
     def __call__(self, batch: int) -> None:
         self.done += batch
         self.report("chunks", min(self.done, self.total), self.total)
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """One index run per collection at a time; a second one waits rather than interleaving writes."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no cross-process lock
-        yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

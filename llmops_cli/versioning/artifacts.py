@@ -9,7 +9,6 @@ with machine-readable trailers, and tags the commit ``KIND/NAME/vN``.
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import json
 import os
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.errors import UsageError, VersioningError
-from llmops_cli.paths import STATE_DIR, atomic_write_text
+from llmops_cli.paths import STATE_DIR, atomic_write_text, file_lock
 from llmops_cli.versioning.gitrepo import GitRepo
 from llmops_cli.versioning.store import POINTER_SUFFIX, ContentStore, Pointer, sha256_file
 
@@ -155,12 +154,8 @@ class ArtifactRegistry:
     @contextmanager
     def lock(self) -> Iterator[None]:
         self.ensure_state_dir()
-        with open(self.state / "lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(self.state / "lock"):
+            yield
 
     # -- register ------------------------------------------------------------------------------
     def register(
