@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/index_build.py
 	$(BIN)/python benchmarks/generation_batching.py
+	$(BIN)/python benchmarks/tune_throughput.py
 
 clean:
 	rm -rf $(VENV) .cache dist build

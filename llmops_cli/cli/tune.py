@@ -1,0 +1,205 @@
+"""``llmops tune``: train LoRA/QLoRA adapters, and merge them into their base model.
+
+``llmops tune ADAPTER`` is short for ``llmops tune run ADAPTER``: the group inserts ``run`` when the
+first word is not one of its commands, so ``llmops tune merge ADAPTER`` and ``llmops tune ADAPTER``
+both read the way people type them (an adapter named ``merge`` or ``run`` needs the explicit form).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from llmops_cli.cli import output
+from llmops_cli.cli.base import LlmopsTyper
+from llmops_cli.cli.options import JsonOpt
+from llmops_cli.cli.state import STATE
+
+if TYPE_CHECKING:
+    from llmops_cli.tune import TrainEvent, TunePlan, TuneResult
+
+
+class _DefaultRunGroup(TyperGroup):
+    """A group whose unknown first word is an adapter name for the ``run`` command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = LlmopsTyper(
+    cls=_DefaultRunGroup,
+    help="Train LoRA/QLoRA adapters (`llmops tune ADAPTER` is short for `llmops tune run ADAPTER`) "
+    "and merge them into their base model.",
+)
+
+
+class Launcher(str, Enum):
+    single = "single"
+    accelerate = "accelerate"
+
+
+@app.command("run")
+def run(
+    adapter: Annotated[str, typer.Argument(help="Adapter entry (under adapters: in llmops.yaml) to train.")],
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the last unfinished run from its last checkpoint.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan (parameters, tokens, steps, memory) and stop.")
+    ] = False,
+    launcher: Annotated[
+        Launcher | None,
+        typer.Option("--launcher", help="single: this process; accelerate: `accelerate launch` (default: yaml)."),
+    ] = None,
+    num_processes: Annotated[
+        int | None, typer.Option("--num-processes", min=1, help="Processes (GPUs) for --launcher accelerate.")
+    ] = None,
+    accelerate_config: Annotated[
+        Path | None, typer.Option("--accelerate-config", help="An `accelerate config` file (FSDP, DeepSpeed...).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Override training.max_steps.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train an adapter and register it as adapter/NAME/vN (Ctrl-C saves a checkpoint; --resume continues)."""
+    from llmops_cli.tune import launch_tune, parse_tune_config, plan_tune, run_tune
+
+    cfg = STATE.config()
+    tune = parse_tune_config(cfg, adapter)
+    # --num-processes / --accelerate-config only mean something under accelerate: they imply it.
+    implied = "accelerate" if (num_processes or accelerate_config) else tune.launcher.type
+    kind = launcher.value if launcher else implied
+    processes = num_processes or tune.launcher.num_processes
+    if dry_run:
+        plan = plan_tune(cfg, adapter, max_steps=max_steps, num_processes=processes or 1)
+        output.print_json(plan.as_dict()) if json_out else _print_plan(plan)
+        return
+    if kind == "accelerate":
+        config_file = accelerate_config or (
+            cfg.resolve_path(tune.launcher.config_file) if tune.launcher.config_file else None
+        )
+        result = launch_tune(
+            cfg, adapter, resume=resume, max_steps=max_steps, num_processes=processes, config_file=config_file,
+            echo=output.info,
+        )  # fmt: skip
+    else:
+        with _progress(adapter, enabled=not (json_out or STATE.quiet)) as report:
+            result = run_tune(cfg, adapter, resume=resume, max_steps=max_steps, progress=report)
+    if json_out:
+        output.print_json(result.as_dict())
+        return
+    _print_result(result)
+
+
+@app.command("merge")
+def merge(
+    adapter: Annotated[str, typer.Argument(help="Adapter whose checked-out version is merged.")],
+    output_dir: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder to write (default: .llmops/merged/ADAPTER).")
+    ] = None,
+    dequantize: Annotated[
+        bool, typer.Option("--dequantize", help="For a QLoRA adapter: merge into the full-precision base.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Merge an adapter into its base model and save the result as a safetensors Hugging Face folder."""
+    from llmops_cli.tune import merge_adapter
+
+    cfg = STATE.config()
+    if dequantize:
+        output.info(f"{adapter}: loading the base model in full precision and merging there (--dequantize)")
+    result = merge_adapter(cfg, adapter, output=output_dir.resolve() if output_dir else None, dequantize=dequantize)
+    if json_out:
+        output.print_json(result.as_dict())
+        return
+    what = f"{result.version or adapter} + {result.base}"
+    output.success(f"merged {what} ({result.dtype}) into {result.output} in {result.seconds:.1f} s")
+
+
+# -- rendering ------------------------------------------------------------------------------------------
+
+
+def _print_plan(plan: TunePlan) -> None:
+    from llmops_cli.cli.output import human_size
+
+    rows = [
+        ["adapter", f"{plan.adapter} ({plan.method} on {plan.base}: {plan.base_source})"],
+        ["examples", f"{plan.examples_train} train, {plan.examples_eval} eval ({plan.dataset})"],
+        ["tokens / epoch", f"{plan.tokens:,} ({plan.target_tokens:,} with loss; {plan.truncated} truncated, "
+                           f"{plan.dropped} dropped)"],
+        ["sequences / epoch", f"{plan.rows:,} ({'packed' if plan.packing else 'one example each'}; "
+                              f"{plan.padding_efficiency:.0%} of batch slots are real tokens)"],
+        ["steps", f"{plan.steps_per_epoch} per epoch, {plan.total_steps} total ({plan.epochs:.2f} epochs, "
+                  f"{plan.effective_batch} sequences per step, {plan.num_processes} process(es))"],
+        ["trainable parameters", f"{plan.trainable_params:,} of {plan.total_params:,} ({plan.trainable_pct:.3f}%)"],
+    ]  # fmt: skip
+    memory = ", ".join(f"{k} {human_size(v)}" for k, v in plan.memory.items() if k != "total")
+    rows.append(["memory (estimate)", f"{human_size(plan.memory['total'])} per process: {memory}"])
+    output.table(f"llmops tune {plan.adapter} --dry-run", ["", "plan"], rows)
+
+
+def _print_result(result: TuneResult) -> None:
+    m = result.metrics
+
+    def num(value: Any, fmt: str = ".4f") -> str:
+        return "-" if value is None else format(value, fmt)
+
+    rows = [
+        ["train loss", num(m.get("train_loss"))],
+        ["eval loss", f"{num(m.get('eval_loss_before'))} → {num(m.get('eval_loss_after'))}"],
+        ["steps", str(m.get("steps"))],
+        ["tokens", f"{m.get('tokens', 0):,} at {num(m.get('tokens_per_s'), '.1f')} tokens/s"],
+        ["training time", f"{num(m.get('runtime_s'), '.1f')} s"],
+        ["run", str(result.run_dir)],
+    ]
+    output.table(None, ["", result.adapter], rows)
+    resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from else ""
+    output.success(f"registered {result.version}{resumed}")
+
+
+@contextlib.contextmanager
+def _progress(adapter: str, *, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar (step, loss, lr, tokens/s, eval loss) fed by the trainer's events."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} tok/s"),
+        TextColumn("eval {task.fields[eval]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=output.err_console(), disable=not enabled) as bar:
+        task = bar.add_task(adapter, total=None, start=False, loss="-", lr="-", speed="-", eval="-")
+
+        def report(event: TrainEvent) -> None:
+            if event.kind == "phase":
+                bar.update(task, description=f"{adapter}: {event.message}")
+            elif event.kind == "start":
+                bar.start_task(task)
+                evaluated = "-" if event.eval_loss is None else f"{event.eval_loss:.4f}"
+                bar.update(task, description=adapter, total=event.total_steps, completed=event.step, eval=evaluated)
+            elif event.kind == "step":
+                bar.update(
+                    task, description=adapter, completed=event.step, loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}",
+                    speed=f"{event.tokens_per_s or 0:.0f}",
+                )  # fmt: skip
+            elif event.kind == "eval":
+                bar.update(task, eval=f"{event.eval_loss:.4f}")
+            elif event.kind == "checkpoint":
+                bar.console.print(f"  saved {event.message}")
+
+        yield report

@@ -1,0 +1,117 @@
+"""``llmops tune --launcher accelerate``: the same training under ``accelerate launch``.
+
+This process snapshots the dataset and opens the run folder, then starts
+``python -m accelerate.commands.launch ... -m llmops_cli.tune.worker`` and waits. Each worker runs
+the same loop (:func:`llmops_cli.tune.pipeline.execute_run`); the main one registers the adapter and
+records the version in ``run.json``, which is where this process reads the result from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llmops_cli.errors import LlmopsError, UsageError
+from llmops_cli.tune import checkpoints as ckpt
+from llmops_cli.tune.modeling import quiet_libraries, require_training_stack
+from llmops_cli.tune.pipeline import TuneResult, open_run, snapshot
+from llmops_cli.tune.spec import parse_tune_config
+from llmops_cli.tune.trainer import TrainingInterrupted
+
+if TYPE_CHECKING:
+    from llmops_cli.config.model import ProjectConfig
+
+WORKER_MODULE = "llmops_cli.tune.worker"
+
+
+def accelerate_command(
+    project_root: Path,
+    adapter: str,
+    run_dir: Path,
+    *,
+    num_processes: int | None = None,
+    config_file: Path | None = None,
+    resume: bool = False,
+    use_cpu: bool = False,
+) -> list[str]:
+    """The ``accelerate launch`` command line that runs the worker in each process."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config_file is not None:
+        cmd += ["--config_file", str(config_file)]
+    else:  # accelerate warns about each default it has to guess; say them
+        cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if num_processes is not None:
+        cmd += ["--num_processes", str(num_processes)]
+    if use_cpu:
+        cmd.append("--cpu")
+    elif config_file is None and (num_processes or 1) > 1:
+        cmd.append("--multi_gpu")
+    cmd += ["-m", WORKER_MODULE, "--project", str(project_root), "--adapter", adapter, "--run-dir", str(run_dir)]
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
+def launch_tune(
+    config: ProjectConfig,
+    name: str,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    num_processes: int | None = None,
+    config_file: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> TuneResult:
+    """Train adapter ``name`` under ``accelerate launch`` and return what the main worker registered."""
+    quiet_libraries()
+    import torch
+
+    tune = parse_tune_config(config, name)
+    require_training_stack(tune.method)
+    if config_file is not None and not config_file.is_file():
+        raise UsageError(
+            f"Accelerate config file {config_file} does not exist.", hint="Create it with: accelerate config"
+        )
+    snapshot(config, tune)  # register the dataset version once, here, not from N workers at a time
+    run_dir = open_run(config, tune, resume=resume, max_steps=max_steps)
+    cmd = accelerate_command(
+        config.root, name, run_dir, num_processes=num_processes, config_file=config_file, resume=resume,
+        use_cpu=not torch.cuda.is_available(),
+    )  # fmt: skip
+    echo(f"run {run_dir.name}: {shlex.join(cmd)}")
+    process = subprocess.Popen(cmd, cwd=config.root)
+    with _ignoring_sigint():  # Ctrl-C reaches the workers too (same process group); they checkpoint
+        returncode = process.wait()
+    status = ckpt.read_run(run_dir).get("status")
+    if status == "finished":
+        return TuneResult.from_run(run_dir)
+    if status == "interrupted":
+        raise TrainingInterrupted(
+            f"Training of '{name}' was interrupted; the last checkpoint is in {run_dir}.",
+            hint=f"Resume with: llmops tune {name} --resume --launcher accelerate",
+        )
+    raise LlmopsError(
+        f"accelerate launch exited with code {returncode} before the adapter was registered (run {run_dir.name}).",
+        hint="The workers' error is printed above. Fix it, then resume with: "
+        f"llmops tune {name} --resume --launcher accelerate",
+    )
+
+
+@contextlib.contextmanager
+def _ignoring_sigint() -> Iterator[None]:
+    # Set after the child started: a child inherits an ignored SIGINT, and would then never stop.
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

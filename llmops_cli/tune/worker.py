@@ -1,0 +1,102 @@
+"""One training process under ``accelerate launch``: ``python -m llmops_cli.tune.worker``.
+
+``llmops tune --launcher accelerate`` starts it with ``--run-dir``; it can also be launched directly
+(``accelerate launch -m llmops_cli.tune.worker --project . --adapter NAME``, e.g. on a cluster), in
+which case the main process opens the run and tells the others where it is. Progress is printed as
+plain lines by the main process; the main process registers the adapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llmops_cli.errors import LlmopsError
+
+if TYPE_CHECKING:
+    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.tune.trainer import TrainEvent
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m llmops_cli.tune.worker", description=__doc__)
+    parser.add_argument("--project", required=True, help="Project directory (holding llmops.yaml).")
+    parser.add_argument("--adapter", required=True, help="Adapter entry to train.")
+    parser.add_argument("--run-dir", help="Run folder opened by 'llmops tune' (default: open one).")
+    parser.add_argument("--resume", action="store_true", help="Continue from the run's last checkpoint.")
+    parser.add_argument("--max-steps", type=int, help="Override training.max_steps (new runs only).")
+    return parser.parse_args(argv)
+
+
+def _print_event(every: int) -> Callable[[TrainEvent], None]:
+    def show(event: TrainEvent) -> None:
+        if event.kind == "step" and event.step % every and event.step != event.total_steps:
+            return
+        if event.kind == "step":
+            line = (f"step {event.step}/{event.total_steps}  loss {event.loss:.4f}  lr {event.lr:.3g}  "
+                    f"{event.tokens_per_s or 0:.0f} tokens/s")  # fmt: skip
+        elif event.kind == "eval":
+            line = f"step {event.step}/{event.total_steps}  eval loss {event.eval_loss:.4f}"
+        elif event.kind == "start":
+            line = f"training {event.total_steps} steps (from step {event.step})"
+        else:
+            line = event.message or event.kind
+        print(line, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _run_dir(config: ProjectConfig, args: argparse.Namespace) -> Path:
+    if args.run_dir:
+        return Path(args.run_dir)
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    from llmops_cli.tune.pipeline import open_run
+    from llmops_cli.tune.spec import parse_tune_config
+
+    shared: list[str | None] = [None]
+    if PartialState().is_main_process:
+        tune = parse_tune_config(config, args.adapter)
+        shared = [str(open_run(config, tune, resume=args.resume, max_steps=args.max_steps))]
+    broadcast_object_list(shared)
+    return Path(str(shared[0]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from llmops_cli.config import load_config
+    from llmops_cli.tune.pipeline import execute_run, stop_on_signals
+    from llmops_cli.tune.spec import parse_tune_config
+
+    try:
+        config = load_config(Path(args.project))
+        every = parse_tune_config(config, args.adapter).training.logging_steps
+        run_dir = _run_dir(config, args)
+        with stop_on_signals() as stop:
+            result = execute_run(
+                config,
+                args.adapter,
+                run_dir,
+                resume=args.resume,
+                progress=_print_event(every),
+                stop=stop,
+            )
+    except LlmopsError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        if error.hint:
+            print(error.hint, file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if result is not None:
+        print(f"registered {result.version}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
