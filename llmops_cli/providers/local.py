@@ -287,6 +287,9 @@ def _eos_ids(*values: Any) -> frozenset[int]:
 def _with_adapter(model: Any, adapter_path: Path) -> Any:
     """``model`` wrapped with the LoRA adapter in ``adapter_path`` (not merged, in eval mode)."""
     require("peft", extra="tune", purpose="Loading a LoRA adapter")
+    from llmops_cli.models.quiet import quiet_libraries
+
+    quiet_libraries()  # before peft imports bitsandbytes, which logs at import time
     from peft import PeftModel
 
     try:

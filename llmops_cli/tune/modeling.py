@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.errors import ConfigError, UsageError, require
+from llmops_cli.models.quiet import quiet_libraries
 from llmops_cli.tune.spec import QuantSpec, TuneConfig
 
 
@@ -156,20 +157,6 @@ def keep_4bit_trainable(model: Any) -> None:
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
-
-
-def quiet_libraries() -> None:
-    """Silence library chatter that is not the user's concern in a CLI run.
-
-    bitsandbytes warns on CPUs with AVX512-BF16 that the optional ``kernels`` package (which would
-    download a kernel from the Hub) is missing, and falls back to its built-in kernel: that is what we
-    want offline. peft reads a transformers attribute that transformers 5 deprecated.
-    """
-    import logging
-    import warnings
-
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 @contextlib.contextmanager
