@@ -91,7 +91,8 @@ class SuiteResult:
 
     def __post_init__(self) -> None:
         # Runners may hand thresholds over as plain dicts (the results.json shape).
-        self.thresholds = [t if isinstance(t, Threshold) else Threshold(**t) for t in self.thresholds]
+        # Also accepts objects with the same fields (evals.thresholds.ThresholdResult).
+        self.thresholds = [_as_threshold(t) for t in self.thresholds]
 
     @property
     def metric_names(self) -> list[str]:
@@ -150,6 +151,14 @@ class SuiteResult:
             passed=bool(data.get("passed", True)),
             baseline=data.get("baseline"),
         )
+
+
+def _as_threshold(t: Any) -> Threshold:
+    if isinstance(t, Threshold):
+        return t
+    if isinstance(t, dict):
+        return Threshold(**t)
+    return Threshold(key=t.key, op=t.op, limit=t.limit, actual=t.actual, passed=t.passed)
 
 
 def _finite_or_none(value: float | None) -> float | None:

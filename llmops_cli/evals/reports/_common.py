@@ -23,9 +23,14 @@ def stat_columns(result: SuiteResult) -> list[str]:
 
 
 def split_key(key: str) -> tuple[str, str]:
-    """``"latency_ms.p95"`` -> ``("latency_ms", "p95")``; a bare metric gates its mean."""
-    metric, _, stat = key.partition(".")
-    return metric, stat or "mean"
+    """``"latency_ms.p95"`` -> ``("latency_ms", "p95")``; a bare metric gates its mean.
+
+    Metric names may contain dots (``length.words``), so only a trailing stat name is split off.
+    """
+    metric, _, stat = key.rpartition(".")
+    if metric and (stat in STAT_ORDER or stat.startswith("p") and stat[1:].isdigit() or stat.startswith("pass@")):
+        return metric, stat
+    return key, "mean"
 
 
 def thresholds_for(result: SuiteResult, metric: str) -> list[Threshold]:
