@@ -53,7 +53,7 @@ def test_spec_parse_string_object_and_custom() -> None:
         MetricSpec.parse({"type": "rougeL", "bogus": 1})
     with pytest.raises(UsageError, match="unknown metric"):
         build_metrics([MetricSpec.parse("rouge9")])
-    with pytest.raises(UsageError, match="lands with the eval runner"):
+    with pytest.raises(UsageError, match="needs a judge model"):
         build_metrics([MetricSpec.parse("judge")])
 
 

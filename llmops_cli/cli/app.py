@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from llmops_cli import __version__
-from llmops_cli.cli import artifacts, chain, data, models, project, prompt, retrieval, tune
+from llmops_cli.cli import artifacts, chain, data, evaluate, models, project, prompt, retrieval, tune
 from llmops_cli.cli.base import LlmopsTyper
 from llmops_cli.cli.state import STATE
 from llmops_cli.errors import EXIT_CODES
@@ -72,3 +72,4 @@ app.add_typer(prompt.app, name="prompt")
 app.add_typer(chain.app, name="chain")
 app.add_typer(data.app, name="data")
 app.add_typer(tune.app, name="tune")
+app.command("eval")(evaluate.eval_command)

@@ -173,33 +173,107 @@ def diff(
     fail_on_breaking: Annotated[
         bool, typer.Option("--fail-on-breaking", help="Exit 6 when a change breaks a dependent chain, eval or package.")
     ] = False,
+    eval_suites: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--eval",
+            help="Also run this eval suite on both prompt versions and show the metric deltas (repeatable).",
+            metavar="SUITE",
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="With --eval: only the first N cases.")] = None,
+    no_adapters: Annotated[
+        bool, typer.Option("--no-adapters", help="With --eval: ignore the adapters chain steps name.")
+    ] = False,
 ) -> None:
     """Show what changed in prompts between two revisions and flag changes that break dependents.
 
     Compares templates, system text, variables, params and few-shot examples; lists the chains,
     evals, adapters and packages using each prompt.
     """
-    # A later `--eval SUITE` option will run an eval on both sides; the report has room for it.
     from llmops_cli.errors import BreakingChange
     from llmops_cli.prompts import prompt_diff
 
     report = prompt_diff(STATE.project_root(), names or None, from_rev=from_rev, to_rev=to_rev)
     fmt = DiffFormat.json if json_out else format_
+    evals = _eval_both_sides(
+        report, eval_suites or [], limit=limit, no_adapters=no_adapters, quiet=fmt is not DiffFormat.terminal
+    )
     if fmt is DiffFormat.json:
         from llmops_cli.prompts.report import report_dict
 
-        output.print_json(report_dict(report))
+        data = report_dict(report)
+        if eval_suites:
+            data["evals"] = {name: new.baseline for name, (_, new) in evals.items()}
+        output.print_json(data)
     elif fmt is DiffFormat.markdown:
         from llmops_cli.prompts.report import report_markdown
 
         sys.stdout.write(report_markdown(report))
+        for name, (_, new) in evals.items():
+            sys.stdout.write(_eval_markdown(name, new))
     else:
         from llmops_cli.cli import prompt_view
 
         prompt_view.print_diff(report)
+        from llmops_cli.cli.evaluate import _print_baseline
+
+        for _, (_, new) in evals.items():
+            _print_baseline(new)
     if fail_on_breaking and report.breaking:
         names_broken = sorted({name for name, _ in report.breaking})
         raise BreakingChange(
             f"{len(report.breaking)} breaking prompt change(s) in {', '.join(names_broken)}",
             hint="Update the dependents (chain step vars:, eval datasets) or keep the old variables, then rerun.",
         )
+
+
+def _eval_both_sides(report: Any, suites: list[str], *, limit: int | None, no_adapters: bool, quiet: bool) -> dict:
+    """suite -> (old result, new result with baseline deltas), for the suites that use a changed prompt."""
+    from llmops_cli.cli.evaluate import _progress
+    from llmops_cli.evals.history import eval_prompt_versions
+
+    out: dict[str, Any] = {}
+    if not suites:
+        return out
+    cfg = STATE.config()
+    for suite in suites:
+        from llmops_cli.evals.runner import suite_spec
+
+        suite_spec(cfg, suite)  # unknown suite: a clear error before any generation
+        with _progress(f"{suite} (both prompt versions)", enabled=not (quiet or STATE.quiet)) as report_progress:
+            pair = eval_prompt_versions(
+                cfg,
+                suite,
+                report,
+                progress=report_progress,
+                limit=limit,
+                use_adapters=not no_adapters,
+                adversarial=False,
+            )
+        if pair is None:
+            output.warn(f"eval {suite}: its target uses none of the changed prompts; nothing to compare")
+            continue
+        out[suite] = pair
+    return out
+
+
+def _eval_markdown(suite: str, result: Any) -> str:
+    baseline = result.baseline or {}
+    lines = [
+        "",
+        f"### Eval `{suite}`: {baseline.get('ref')} → new",
+        "",
+        "| metric | old | new | Δ | 95% CI |",
+        "|---|---|---|---|---|",
+    ]
+    for metric, c in baseline.get("metrics", {}).items():
+
+        def f(v: Any) -> str:
+            return "—" if v is None or v != v else f"{v:.4g}"
+
+        lines.append(
+            f"| {metric} | {f(c.get('baseline_mean'))} | {f(c.get('current_mean'))} | {f(c.get('delta_mean'))} "
+            f"| [{f(c.get('ci_low'))}, {f(c.get('ci_high'))}] |"
+        )
+    return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ class OutputCache:
     """The eval output cache of one project (``OutputCache(project_root)``).
 
     ``path`` overrides the file location (tests, a shared CI cache). Use as a context manager or
-    call :meth:`close`; the connection belongs to the creating thread.
+    call :meth:`close`. Thread-safe: eval workers share one connection behind a lock.
     """
 
     def __init__(self, root: Path | str, *, path: Path | None = None) -> None:
@@ -104,11 +105,12 @@ class OutputCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
+        self._lock = threading.RLock()
         self._conn = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN ourselves so each batch is exactly one transaction.
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL is durable against application crashes in WAL mode; only an OS crash may lose
@@ -138,6 +140,13 @@ class OutputCache:
         """The cached outputs among ``keys`` (missing keys are absent from the result)."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, CachedOutput] = {}
+        with self._lock:
+            self._select(wanted, found)
+        self.hits += len(found)
+        self.misses += len(wanted) - len(found)
+        return found
+
+    def _select(self, wanted: list[str], found: dict[str, CachedOutput]) -> None:
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -148,9 +157,6 @@ class OutputCache:
             )
             for row in rows:
                 found[row[0]] = CachedOutput(*row[1:])
-        self.hits += len(found)
-        self.misses += len(wanted) - len(found)
-        return found
 
     # -- writes -------------------------------------------------------------------------------
     def put(self, key: str, result: GenerationResult | CachedOutput) -> None:
@@ -162,7 +168,7 @@ class OutputCache:
         rows = [_row(key, result, now) for key, result in items]
         if not rows:
             return 0
-        with _transaction(self._conn):
+        with self._lock, _transaction(self._conn):
             self._conn.executemany(
                 "INSERT OR REPLACE INTO outputs"
                 " (key, text, prompt_tokens, completion_tokens, latency_ms, finish_reason, model, created)"

@@ -367,9 +367,11 @@ def build_metric(
     config: Any = None,
     embedder: Any = None,
     allow_code: bool = False,
+    judge: Callable[[MetricSpec], Metric] | None = None,
 ) -> Metric:
     """The scorer for ``spec``. ``config`` (a ProjectConfig) is needed for ``similarity`` unless an
-    ``embedder`` is given; ``allow_code`` opts in to running project code for custom metrics."""
+    ``embedder`` is given; ``allow_code`` opts in to running project code for custom metrics;
+    ``judge`` builds the model-graded metrics (judge, pairwise: the eval runner passes it)."""
     kind = spec.type
     metric: Metric
     if kind in _SIMPLE:
@@ -393,10 +395,12 @@ def build_metric(
     elif kind == CUSTOM or spec.function:
         metric = Custom(spec, load_custom_function(spec, root, allow_code=allow_code))
     elif kind in RUNNER_METRICS:
-        raise UsageError(
-            f"metric {spec.name}: '{kind}' needs a judge model and lands with the eval runner",
-            hint="Use the reference metrics (rougeL, bleu, exact_match, ...) until then.",
-        )
+        if judge is None:
+            raise UsageError(
+                f"metric {spec.name}: '{kind}' needs a judge model, which only 'llmops eval' provides",
+                hint="Run it through 'llmops eval' (or pass judge= to build_metric).",
+            )
+        metric = judge(spec)
     else:
         raise UsageError(
             f"unknown metric {kind!r}",

@@ -28,6 +28,9 @@ class CaseResult:
     sample: int = 0
     error: str | None = None
     cached: bool = False
+    # "clean" for the dataset's own cases; adversarial ones are "injection", "leakage" or "fuzz:<kind>".
+    group: str = "clean"
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. the retrieved sources of a chain
 
     @property
     def ok(self) -> bool:
@@ -53,6 +56,8 @@ class CaseResult:
             sample=int(data.get("sample") or 0),
             error=data.get("error"),
             cached=bool(data.get("cached", False)),
+            group=str(data.get("group") or "clean"),
+            details=dict(data.get("details") or {}),
         )
 
 
@@ -88,6 +93,8 @@ class SuiteResult:
     passed: bool = True
     # {"ref": "eval/faq/v2", "metrics": {metric: {delta_mean, ci_low, ci_high, n_paired, baseline_mean}}}
     baseline: dict[str, Any] | None = None
+    # Adversarial robustness: fuzz kind -> metric -> {"clean", "fuzzed", "drop"} (means over paired cases).
+    robustness: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Runners may hand thresholds over as plain dicts (the results.json shape).
@@ -117,9 +124,10 @@ class SuiteResult:
             "started": self.started,
             "seconds": self.seconds,
             "passed": self.passed,
-            "aggregates": {m: {s: _finite_or_none(v) for s, v in st.items()} for m, st in self.aggregates.items()},
+            "aggregates": {m: {s: _stat_out(v) for s, v in st.items()} for m, st in self.aggregates.items()},
             "thresholds": [asdict(t) for t in self.thresholds],
             "baseline": self.baseline,
+            "robustness": self.robustness,
             "cases": [c.to_dict() for c in self.cases],
         }
 
@@ -134,10 +142,7 @@ class SuiteResult:
             started=str(data.get("started") or ""),
             seconds=float(data.get("seconds") or 0.0),
             cases=[CaseResult.from_dict(c) for c in data.get("cases") or []],
-            aggregates={
-                m: {s: (math.nan if v is None else float(v)) for s, v in st.items()}
-                for m, st in (data.get("aggregates") or {}).items()
-            },
+            aggregates={m: {s: _stat_in(v) for s, v in st.items()} for m, st in (data.get("aggregates") or {}).items()},
             thresholds=[
                 Threshold(
                     key=str(t["key"]),
@@ -150,6 +155,7 @@ class SuiteResult:
             ],
             passed=bool(data.get("passed", True)),
             baseline=data.get("baseline"),
+            robustness=dict(data.get("robustness") or {}),
         )
 
 
@@ -159,6 +165,17 @@ def _as_threshold(t: Any) -> Threshold:
     if isinstance(t, dict):
         return Threshold(**t)
     return Threshold(key=t.key, op=t.op, limit=t.limit, actual=t.actual, passed=t.passed)
+
+
+def _stat_out(value: Any) -> Any:
+    # Stats are numbers, except a corpus metric's signature (sacrebleu's reproducibility string).
+    return value if isinstance(value, str) else _finite_or_none(value)
+
+
+def _stat_in(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    return math.nan if value is None else float(value)
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -1,0 +1,281 @@
+"""``llmops eval``: run eval suites, gate CI on thresholds and regressions, write reports."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from llmops_cli.cli import output
+from llmops_cli.cli.options import JsonOpt
+from llmops_cli.cli.state import STATE
+
+if TYPE_CHECKING:
+    from llmops_cli.evals.results import SuiteResult
+    from llmops_cli.evals.runner import EvalOptions
+
+
+def eval_command(
+    suites: Annotated[
+        list[str] | None, typer.Argument(help="Suites to run (under evals: in llmops.yaml; default: all).")
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            help="Side by side: run the suite once per model, comma-separated; MODEL or MODEL+ADAPTER "
+            "(models: or quantized: names), e.g. base,base+support-lora,base-4bit.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="Compare with registered results: eval/SUITE@vN, or a git revision (the results committed there).",
+            metavar="REF",
+        ),
+    ] = None,
+    fail_on_regression: Annotated[
+        float | None,
+        typer.Option(
+            "--fail-on-regression",
+            help="With --baseline: exit 5 when a metric got worse by more than DELTA and its 95% CI excludes 0.",
+            metavar="DELTA",
+        ),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write results.json, junit.xml, summary.md and report.html here."),
+    ] = None,
+    repeat: Annotated[int | None, typer.Option("--repeat", min=1, help="Samples per case (pass@k, variance).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Base seed for sampled generations.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N dataset cases.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Cases generated together.")] = 8,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Generate everything again (refreshes the cache).")
+    ] = False,
+    no_adapters: Annotated[
+        bool, typer.Option("--no-adapters", help="Ignore the adapters chain steps name (use the base model).")
+    ] = False,
+    no_adversarial: Annotated[
+        bool, typer.Option("--no-adversarial", help="Skip the suite's injection, leakage and fuzz probes.")
+    ] = False,
+    no_save: Annotated[bool, typer.Option("--no-save", help="Do not register the results as eval/SUITE/vN.")] = False,
+    allow_code: Annotated[
+        bool, typer.Option("--allow-code", help="Allow custom metrics and call steps to run project Python code.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run eval suites on their targets; exit 5 when a threshold (or --fail-on-regression) fails.
+
+    Outputs are cached in .llmops/cache/eval.sqlite by model fingerprint, adapter, rendered prompt
+    and parameters, so re-running an unchanged suite costs almost nothing.
+    """
+    from llmops_cli.errors import QualityGateFailed, UsageError
+    from llmops_cli.evals.runner import EvalOptions, ModelOverride
+
+    cfg = STATE.config()
+    names = suites or list(cfg.evals)
+    if not names:
+        raise UsageError("this project declares no eval suites", hint="Add one under `evals:` in llmops.yaml.")
+    if fail_on_regression is not None and baseline is None:
+        raise UsageError("--fail-on-regression needs --baseline REF")
+    overrides = [ModelOverride.parse(m) for m in models.split(",") if m.strip()] if models else [None]
+    base = EvalOptions(
+        use_cache=not no_cache,
+        limit=limit,
+        repeat=repeat,
+        seed=seed,
+        batch_size=batch_size,
+        use_adapters=not no_adapters,
+        allow_code=allow_code,
+        adversarial=not no_adversarial,
+    )
+    all_results: list[SuiteResult] = []
+    failures: list[str] = []
+    for name in names:
+        runs = []
+        for override in overrides:
+            options = EvalOptions(**{**base.__dict__, "override": override})
+            runs.append(_run_one(cfg, name, options, quiet=json_out))
+        if baseline is not None:
+            failures += _compare(cfg, runs, baseline, fail_on_regression, quiet=json_out)
+        if not no_save:
+            version = _save(cfg, runs)
+            if version is not None and not json_out:
+                output.info(f"registered {version.tag}")
+        if len(overrides) > 1 and not json_out:
+            _side_by_side(runs)
+        all_results += runs
+        failures += [f"{r.suite}{_label(r)}: {t.describe()}" for r in runs for t in r.failed_thresholds()]
+    if output_dir is not None:
+        from llmops_cli.evals.reports import write_reports
+
+        written = write_reports(all_results, output_dir)
+        if not json_out:
+            output.info("reports: " + ", ".join(str(p) for p in written.values()))
+    if json_out:
+        from llmops_cli.evals.reports.json_report import results_document
+
+        output.print_json(results_document(all_results))
+    if failures:
+        raise QualityGateFailed(
+            f"{len(failures)} quality gate(s) failed",
+            hint="; ".join(failures[:5]) + (" ..." if len(failures) > 5 else ""),
+        )
+
+
+def _label(result: SuiteResult) -> str:
+    override = result.target.get("override")
+    return f" [{override}]" if override else ""
+
+
+def _run_one(cfg: Any, name: str, options: EvalOptions, *, quiet: bool) -> SuiteResult:
+    from llmops_cli.evals.runner import run_suite
+
+    label = name + (f" [{options.override.label}]" if options.override else "")
+    with _progress(label, enabled=not (quiet or STATE.quiet)) as report:
+        result = run_suite(cfg, name, options, progress=report)
+    if not quiet:
+        _print_result(result)
+    return result
+
+
+def _save(cfg: Any, runs: list[SuiteResult]) -> Any:
+    from llmops_cli.errors import VersioningError
+    from llmops_cli.evals.history import save_result
+
+    try:
+        return save_result(cfg, runs)
+    except VersioningError as error:  # not a git repo: the run still counts, it just is not versioned
+        output.warn(f"results not registered: {error.message}")
+        return None
+
+
+def _compare(cfg: Any, runs: list[SuiteResult], ref: str, limit: float | None, *, quiet: bool) -> list[str]:
+    from llmops_cli.evals.history import attach_baseline, load_baseline, regressions
+
+    failures = []
+    for result in runs:
+        base = load_baseline(cfg, result.suite, ref, target=result.target)
+        attach_baseline(result, base, ref)
+        if not quiet:
+            _print_baseline(result)
+        if limit is not None:
+            failures += [f"{result.suite}{_label(result)} regressed: {r}" for r in regressions(result, limit)]
+    return failures
+
+
+@contextlib.contextmanager
+def _progress(label: str, *, enabled: bool) -> Iterator[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn(f"eval {label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=output.err_console(), disable=not enabled, transient=True) as bar:
+        task = bar.add_task("cases", total=None)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _print_result(result: SuiteResult) -> None:
+    from llmops_cli.evals.results import worst_cases
+
+    gated = {t.key.rsplit(".", 1)[0]: t for t in result.thresholds}
+    rows = []
+    for metric, stats in result.aggregates.items():
+        gate = gated.get(metric)
+        status = "" if gate is None else ("[green]pass[/]" if gate.passed else "[red]FAIL[/]")
+        rows.append(
+            [
+                metric,
+                _fmt(stats.get("corpus", stats.get("mean"))),
+                _fmt(stats.get("stderr")),
+                _fmt(stats.get("p50")),
+                _fmt(stats.get("p95")),
+                _fmt(stats.get("n")),
+                "" if gate is None else f"{gate.op} {gate.limit:g} {status}",
+            ]
+        )
+    cached = sum(c.cached for c in result.cases)
+    errors = sum(c.error is not None for c in result.cases)
+    title = (
+        f"{result.suite}{_label(result)}: {len(result.cases)} cases, {cached} cached, {errors} errors, "
+        f"{result.seconds:.1f}s: " + ("PASSED" if result.passed else "FAILED")
+    )
+    output.table(title, ["metric", "value", "stderr", "p50", "p95", "n", "threshold"], rows)
+    for kind, per_metric in result.robustness.items():
+        drops = ", ".join(
+            f"{m} {d['clean']:.3g}→{d['fuzzed']:.3g}" for m, d in per_metric.items() if d["clean"] is not None
+        )
+        if drops:
+            output.info(f"fuzz {kind}: {drops}")
+    worst = [c for c in worst_cases(result, 3) if c.error or not c.ok]
+    for case in worst:
+        reason = case.error or ", ".join(k for k, ok in case.passed.items() if not ok)
+        output.info(f"failing case {case.case_id}: {reason}: {case.prediction[:100]!r}")
+
+
+def _print_baseline(result: SuiteResult) -> None:
+    baseline = result.baseline or {}
+    rows = []
+    for metric, c in baseline.get("metrics", {}).items():
+        rows.append(
+            [
+                metric,
+                _fmt(c.get("baseline_mean")),
+                _fmt(c.get("current_mean")),
+                f"{c.get('delta_mean', 0):+.4g}" if c.get("delta_mean") == c.get("delta_mean") else "-",
+                f"[{_fmt(c.get('ci_low'))}, {_fmt(c.get('ci_high'))}]",
+                _fmt(c.get("n_paired")),
+            ]
+        )
+    output.table(
+        f"{result.suite}{_label(result)} vs {baseline.get('ref')}",
+        ["metric", "baseline", "current", "Δ", "95% CI", "paired"],
+        rows,
+    )
+    per_case = baseline.get("per_case", {})
+    gated = [t.key.rsplit(".", 1)[0] for t in result.thresholds]
+    metric = next((m for m in gated if m in per_case), next(iter(per_case), None))
+    if metric:
+        moved = sorted(per_case[metric].items(), key=lambda kv: kv[1])
+        worst = [f"{cid} {d:+.3g}" for cid, d in moved[:5] if d < 0]
+        best = [f"{cid} {d:+.3g}" for cid, d in reversed(moved[-5:]) if d > 0]
+        if worst:
+            output.info(f"{metric} got worse on: {', '.join(worst)}")
+        if best:
+            output.info(f"{metric} got better on: {', '.join(best)}")
+
+
+def _side_by_side(results: list[SuiteResult]) -> None:
+    """One row per model: the quality metrics, latency and tokens people choose a model on."""
+    metrics: list[str] = []
+    for r in results:
+        metrics += [m for m in r.aggregates if m not in metrics]
+    rows = []
+    for r in results:
+        row = [str(r.target.get("override") or "default")]
+        for m in metrics:
+            stats = r.aggregates.get(m, {})
+            row.append(_fmt(stats.get("corpus", stats.get("mean"))))
+        tokens = [c.tokens["completion"] for c in r.cases if c.tokens.get("completion") is not None]
+        latencies = sorted(c.latency_ms for c in r.cases if c.latency_ms is not None)
+        row.append(_fmt(latencies[len(latencies) // 2] if latencies else None))
+        row.append(_fmt(sum(tokens) / len(tokens) if tokens else None))
+        row.append("pass" if r.passed else "FAIL")
+        rows.append(row)
+    output.table(f"{results[0].suite}: side by side", ["model", *metrics, "p50 ms", "tokens out", "gates"], rows)
