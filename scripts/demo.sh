@@ -26,6 +26,12 @@ step data stats support-train --no-tokens
 step tune support-lora --dry-run
 step tune support-lora          # QLoRA (4-bit nf4) on CPU: about 1.5 minutes
 step chain run rag-answer --var question="What Wi-Fi band does the thermostat support?" --trace
+# eval exits 5 when a quality gate fails; the demo shows that and goes on.
+gate() { printf '\n\033[1m$ llmops %s\033[0m\n' "$*"; "$llmops" "$@" || { rc=$?; [ "$rc" -eq 5 ] || exit "$rc"; echo "(exit 5: a quality gate failed, see above)"; }; }
+gate eval support-quality -o reports    # 50 questions through the RAG chain with the adapter
+gate eval support-quality --no-save     # the same again: every output comes from the cache
+gate eval support-safety -o reports/safety   # injection, canary leakage and fuzz probes
 step log
 step show adapter/support-lora
-printf '\nThe demo project is in %s\n' "$demo"
+step show eval/support-quality
+printf '\nThe demo project is in %s; eval reports in %s/reports/ (open report.html)\n' "$demo" "$demo"

@@ -39,3 +39,16 @@ def test_sample_rag_chain_answers_from_its_documents(cli, tmp_path: Path) -> Non
     # Without --no-adapters the untrained adapter is a clear usage error naming the step.
     result = cli("chain", "run", "rag-answer", "--var", f"question={question}", cwd=project)
     assert result.exit_code == 2 and "llmops tune support-lora" in result.output
+
+    # The sample's eval suite end to end on the same project: real chain, real SmolLM2, all reports.
+    result = cli("eval", "support-quality", "--limit", "3", "--no-adapters", "-o", "out", cwd=project)
+    assert result.exit_code in (0, 5), result.output  # 5: a gate failed, which is the model's business
+    doc = json.loads((project / "out" / "results.json").read_text())
+    suite = doc["suites"][0]
+    assert [c["case_id"] for c in suite["cases"]] == ["eval-001", "eval-002", "eval-003"]
+    assert all(c["prediction"] and c["details"]["sources"] for c in suite["cases"])
+    assert suite["aggregates"]["rougeL"]["n"] == 3 and suite["versions"]["models"]["base"].startswith("sha256:")
+    assert (project / "out" / "report.html").stat().st_size > 10_000  # plots embedded
+    assert git(project, "tag", "--list", "eval/*").split() == ["eval/support-quality/v1"]
+    again = cli("eval", "support-quality", "--limit", "3", "--no-adapters", "--no-save", "--json", cwd=project)
+    assert all(c["cached"] for c in json.loads(again.stdout)["suites"][0]["cases"])

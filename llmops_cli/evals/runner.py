@@ -431,8 +431,9 @@ def load_cases(config: ProjectConfig, spec: dict[str, Any], options: EvalOptions
     dataset = spec["dataset"]
     rows = load_rows(config, dataset, training=False)
     cases = cases_from_rows(rows, config.datasets[dataset].format)
-    if options.limit is not None:
-        cases = cases[: options.limit]
+    limit = options.limit if options.limit is not None else spec.get("limit")
+    if limit is not None:
+        cases = cases[: int(limit)]
     if not cases:
         raise UsageError(f"dataset '{dataset}' has no rows to evaluate")
     if options.adversarial and spec.get("adversarial"):

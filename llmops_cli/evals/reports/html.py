@@ -79,6 +79,7 @@ def _suite_html(result: SuiteResult) -> str:
     imgs = [f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">' for alt, data in images if data]
     if imgs:
         out.append('<div class="plots">' + "".join(imgs) + "</div>")
+    out.append(_robustness_html(result))
     out.append(_cases_html(result))
     return "\n".join(out)
 
@@ -124,18 +125,43 @@ def _aggregates_html(result: SuiteResult) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+def _robustness_html(result: SuiteResult) -> str:
+    """Fuzzed inputs against the clean ones: mean per metric and the drop (positive = worse)."""
+    if not result.robustness:
+        return ""
+    rows = ["<tr><th>perturbation</th><th>metric</th><th>clean</th><th>fuzzed</th><th>drop</th><th>n</th></tr>"]
+    for kind, per_metric in result.robustness.items():
+        for metric, d in per_metric.items():
+            bad = (d.get("drop") or 0) > 0
+            rows.append(
+                f"<tr{' class=bad' if bad else ''}><td>{escape(kind)}</td><td><code>{escape(metric)}</code></td>"
+                + "".join(f'<td class="num">{fmt(d.get(k))}</td>' for k in ("clean", "fuzzed", "drop", "n"))
+                + "</tr>"
+            )
+    return "<h3>Robustness (fuzzed inputs)</h3><table>" + "".join(rows) + "</table>"
+
+
 def _cases_html(result: SuiteResult) -> str:
     metrics = result.metric_names
     ordered = worst_cases(result, len(result.cases))
-    head = ["#", "case", "sample", *metrics, "failed", "prediction", "reference", "latency ms", "cached"]
+    per_case = (result.baseline or {}).get("per_case") or {}
+    gated = [split_key(t.key)[0] for t in result.thresholds]
+    delta_metric = next((m for m in gated if m in per_case), next(iter(per_case), None))
+    groups = any(c.group != "clean" for c in result.cases)
+    head = ["#", "case", *(["group"] if groups else []), "sample", *metrics]
+    head += [f"Δ {delta_metric}"] if delta_metric else []
+    head += ["failed", "prediction", "reference", "latency ms", "cached"]
     rows = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
     for rank, case in enumerate(ordered[:MAX_ROWS], 1):
         failed = case.error or ", ".join(failed_assertions(case))
+        delta = per_case.get(delta_metric, {}).get(case.case_id) if delta_metric else None
         cells = [
             f'<td class="num">{rank}</td>',
             f"<td><code>{escape(case.case_id)}</code></td>",
+            *([f"<td>{escape(case.group)}</td>"] if groups else []),
             f'<td class="num">{case.sample}</td>',
             *(f'<td class="num">{fmt(case.scores.get(m))}</td>' for m in metrics),
+            *([f'<td class="num">{"—" if delta is None else f"{delta:+.3g}"}</td>'] if delta_metric else []),
             f'<td class="cell fail">{escape(failed)}</td>',
             f'<td class="cell">{escape(case.prediction)}</td>',
             f'<td class="cell">{escape(case.reference or "")}</td>',
