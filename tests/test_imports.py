@@ -53,6 +53,12 @@ def _run(args: list[str], cwd: Path) -> tuple[int, list[str], str]:
         ["prompt", "list"],
         ["index", "--help"],
         ["chain", "list"],
+        ["eval", "--help"],
+        ["quantize", "--help"],
+        ["package", "--help"],
+        ["serve", "--help"],
+        ["deploy", "--help"],
+        ["monitor", "--help"],
     ],
     ids=lambda a: " ".join(a),
 )
@@ -69,7 +75,9 @@ def test_command_imports_nothing_heavy(args: list[str], tmp_path: Path) -> None:
 
 def test_core_modules_import_no_typer_or_rich() -> None:
     code = (
-        "import sys, llmops_cli.config, llmops_cli.versioning, llmops_cli.scaffold, llmops_cli.models;"
+        "import sys, llmops_cli.config, llmops_cli.versioning, llmops_cli.scaffold, llmops_cli.models,"
+        " llmops_cli.evals, llmops_cli.evals.runner, llmops_cli.package, llmops_cli.quantize, llmops_cli.deploy,"
+        " llmops_cli.monitor, llmops_cli.serve;"
         "bad = sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'torch', 'transformers'});"
         "print(bad); sys.exit(1 if bad else 0)"
     )

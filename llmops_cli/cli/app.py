@@ -12,7 +12,22 @@ from typing import Annotated
 import typer
 
 from llmops_cli import __version__
-from llmops_cli.cli import artifacts, chain, data, evaluate, models, project, prompt, retrieval, tune
+from llmops_cli.cli import (
+    artifacts,
+    chain,
+    data,
+    deploy,
+    evaluate,
+    models,
+    monitor,
+    package,
+    project,
+    prompt,
+    quantize,
+    retrieval,
+    serve,
+    tune,
+)
 from llmops_cli.cli.base import LlmopsTyper
 from llmops_cli.cli.state import STATE
 from llmops_cli.errors import EXIT_CODES
@@ -73,3 +88,8 @@ app.add_typer(chain.app, name="chain")
 app.add_typer(data.app, name="data")
 app.add_typer(tune.app, name="tune")
 app.command("eval")(evaluate.eval_command)
+app.command()(quantize.quantize)
+app.add_typer(package.app, name="package")
+app.command()(serve.serve)
+app.add_typer(deploy.app, name="deploy")
+app.command("monitor")(monitor.monitor_command)

@@ -68,11 +68,11 @@ def _model_spec(config: ProjectConfig, model_name: str) -> ModelSpec:
     if model_name in config.models:
         return config.models[model_name]
     if model_name in config.quantized:
-        raise UsageError(
-            f"'{model_name}' is a quantized variant ('quantized:'); generating with quantized models is not "
-            "yet supported.",
-            hint="Use its base model from 'models:' for now.",
-        )
+        # The built artifacts/quantized/NAME/ folder (UsageError with 'llmops quantize NAME' when absent);
+        # LocalProvider loads it with bitsandbytes, plus the adapter a merge: false build ships.
+        from llmops_cli.quantize.loading import quantized_model_spec
+
+        return quantized_model_spec(config, model_name)
     known = list(config.models)
     close = difflib.get_close_matches(model_name, known, n=1)
     hint = f"Did you mean '{close[0]}'?" if close else f"Declared models: {', '.join(known) or 'none'}."

@@ -158,17 +158,25 @@ class LocalProvider:
         import transformers
 
         from llmops_cli.models import load_model
+        from llmops_cli.quantize.loading import load_quantized, prequantized_folder
 
         # Callers render their own progress; transformers' "Loading weights" bar would cut into it.
         bars_were_enabled = transformers.utils.logging.is_progress_bar_enabled()
         transformers.utils.logging.disable_progress_bar()
         try:
-            model, tokenizer = load_model(self.spec, self.project_root, dtype=self.dtype, device=self.device)
+            # bitsandbytes weights (a `quantized:` build, or a folder of one) keep their dtype, maybe ship an adapter.
+            quantized = prequantized_folder(self.spec, self.project_root)
+            if quantized is not None:
+                model, tokenizer = load_quantized(
+                    self.spec, quantized, device=self.device, adapter_path=self.adapter_path
+                )
+            else:
+                model, tokenizer = load_model(self.spec, self.project_root, dtype=self.dtype, device=self.device)
+                if self.adapter_path is not None:
+                    model = _with_adapter(model, self.adapter_path)
         finally:
             if bars_were_enabled:
                 transformers.utils.logging.enable_progress_bar()
-        if self.adapter_path is not None:
-            model = _with_adapter(model, self.adapter_path)
         # Batched decoder-only generation must pad on the left so every row ends at its last token.
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:

@@ -1,0 +1,251 @@
+"""``llmops package``: build, verify, inspect, unpack and prepare package archives.
+
+``llmops package NAME`` is short for ``llmops package build NAME`` (the group inserts ``build``
+when the first word is not one of its commands; a package named like a command needs the long form).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from llmops_cli.cli import output
+from llmops_cli.cli.base import LlmopsTyper
+from llmops_cli.cli.options import JsonOpt
+from llmops_cli.cli.state import STATE
+
+if TYPE_CHECKING:
+    from llmops_cli.package import PackageResult, VerifyReport
+
+ArchiveArg = Annotated[Path, typer.Argument(help="A package archive (.tar.gz) made by 'llmops package'.")]
+
+
+class _DefaultBuildGroup(TyperGroup):
+    """A group whose unknown first word is a package name for the ``build`` command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["build", *args]
+        return super().parse_args(ctx, args)
+
+
+app = LlmopsTyper(
+    cls=_DefaultBuildGroup,
+    help="Bundle a chain or model into one reproducible .tar.gz (`llmops package NAME` is short for "
+    "`llmops package build NAME`), and verify, inspect, unpack or prepare such archives.",
+)
+
+
+@app.command("build")
+def build(
+    name: Annotated[str, typer.Argument(help="Package entry (under packages: in llmops.yaml) to build.")],
+    output_file: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the archive here (with --no-register: only here).")
+    ] = None,
+    no_register: Annotated[
+        bool, typer.Option("--no-register", help="Do not version it as package/NAME/vN (default output: dist/).")
+    ] = False,
+    compress_level: Annotated[
+        int, typer.Option("--compress-level", min=1, max=9, help="gzip level (1: fast; weights barely compress).")
+    ] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build the package archive (manifest, pruned llmops.yaml, prompts, model, indexes, model card,
+    serve.py, Dockerfile, pinned requirements) and register it as package/NAME/vN."""
+    from llmops_cli.package import build_package
+
+    cfg = STATE.config()
+    with _progress(f"package {name}", enabled=not (json_out or STATE.quiet)) as report:
+        result = build_package(
+            cfg, name, output=output_file, register=not no_register, compresslevel=compress_level, progress=report
+        )
+    if json_out:
+        output.print_json(result.as_dict())
+        return
+    _print_result(result)
+
+
+@app.command("verify")
+def verify(archive: ArchiveArg, json_out: JsonOpt = False) -> None:
+    """Recompute every file's sha256 and compare with the manifest; report missing, extra, altered
+    and unsafe files (exit code 4 when anything differs)."""
+    from llmops_cli.package import PackageIntegrityError, verify_package
+
+    with _progress(f"verify {archive.name}", enabled=not (json_out or STATE.quiet)) as report:
+        result = verify_package(archive, progress=lambda done, total: report("verify", done, total))
+    if json_out:
+        output.print_json(result.as_dict())
+    else:
+        _print_verify(result)
+    if not result.ok:
+        raise PackageIntegrityError(f"{archive}: {result.summary()}")
+
+
+@app.command("inspect")
+def inspect(
+    archive: ArchiveArg,
+    files: Annotated[bool, typer.Option("--files", help="Also list every file with its size and sha256.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print a package's manifest: what it serves, its artifacts and versions, hardware needs, files."""
+    from llmops_cli.package import read_manifest
+
+    manifest = read_manifest(archive)
+    if json_out:
+        output.print_json(manifest)
+        return
+    _print_manifest(manifest, files=files)
+
+
+@app.command("unpack")
+def unpack(
+    archive: ArchiveArg,
+    dest: Annotated[Path | None, typer.Argument(help="New folder to unpack into (default: ./PACKAGE).")] = None,
+    prepare: Annotated[bool, typer.Option("--prepare", help="Also load indexes and prepare weights.")] = False,
+) -> None:
+    """Verify and safely unpack a package (refuses absolute paths, '..', escaping links, devices)."""
+    from llmops_cli.package import PackageIntegrityError, prepare_bundle, read_manifest, verify_package
+    from llmops_cli.package import unpack as unpack_archive
+
+    report = verify_package(archive)
+    if not report.ok:
+        raise PackageIntegrityError(
+            f"{archive}: {report.summary()}", hint=f"'llmops package verify {archive}' shows details."
+        )
+    target = dest or Path(str(read_manifest(archive).get("package") or archive.name.split(".")[0]))
+    root = unpack_archive(archive, target)
+    if prepare:
+        prepare_bundle(root)
+    output.success(f"unpacked {report.checked + 1} files into {root}")
+    steps = "serve" if prepare else f"package prepare && llmops -C {root} serve"
+    output.info(f"serve it with: llmops -C {root} {steps}")
+
+
+@app.command("prepare")
+def prepare(
+    no_models: Annotated[
+        bool, typer.Option("--no-models", help="Only load indexes; leave model weights as they are.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Make an unpacked package ready to serve (run in its folder or with -C DIR): load the exported
+    vector indexes into its local store and prepare model weights. Already-done steps are skipped."""
+    from llmops_cli.package import prepare_bundle
+
+    with _progress("prepare", enabled=not (json_out or STATE.quiet)) as report:
+        result = prepare_bundle(STATE.project_root(), models=not no_models, progress=report)
+    if json_out:
+        output.print_json(result.as_dict())
+        return
+    for name in result.restored:
+        output.success(f"index {name}: loaded into the local store")
+    for name in result.present:
+        output.info(f"index {name}: already loaded")
+    for name in result.models:
+        output.info(f"model {name}: ready")
+
+
+# -- rendering ------------------------------------------------------------------------------------------
+
+
+def _print_result(result: PackageResult) -> None:
+    from llmops_cli.cli.output import human_size
+
+    m = result.manifest
+    hw = m.get("hardware", {})
+    rows = [
+        ["archive", str(result.archive)],
+        ["size", f"{human_size(result.size)} ({result.files} files)"],
+        ["sha256", result.sha256],
+        ["serves", _serves(m)],
+        ["memory (estimate)", human_size(hw.get("memory_bytes", 0))],
+        ["git", f"{m.get('git_sha') or '-'}{' (uncommitted changes)' if m.get('git_dirty') else ''}"],
+        ["time", f"{result.seconds:.1f} s"],
+    ]
+    if result.output and result.output != result.archive:
+        rows.insert(1, ["copy", str(result.output)])
+    output.table(None, ["", result.name], rows)
+    if result.version is None:
+        output.success(f"wrote {result.archive} (not registered)")
+    elif result.reused:
+        output.success(f"{result.version} already has exactly this content; nothing new registered")
+    else:
+        output.success(f"registered {result.version}")
+
+
+def _print_verify(report: VerifyReport) -> None:
+    rows: list[list[Any]] = [[p, "missing", ""] for p in report.missing]
+    rows += [[p, "extra", "not in the manifest"] for p in report.extra]
+    rows += [[a["path"], "altered", f"sha256 {a['actual_sha256'][:12]} (manifest: {a['expected_sha256'][:12]}), "
+              f"{a['actual_size']} bytes (manifest: {a['expected_size']})"] for a in report.altered]  # fmt: skip
+    rows += [[u["path"], "unsafe", u["problem"]] for u in report.unsafe]
+    if rows:
+        output.table(f"{report.archive.name}: problems", ["path", "problem", "detail"], rows)
+    if report.error:
+        output.err_console().print(f"[red]{report.error}[/red]")
+    if report.ok:
+        name = (report.manifest or {}).get("package")
+        version = (report.manifest or {}).get("version")
+        which = f"{name} v{version}" if version else str(name)
+        output.success(f"{which}: {report.summary()} (archive sha256 {report.sha256})")
+
+
+def _print_manifest(m: dict[str, Any], *, files: bool) -> None:
+    from llmops_cli.cli.output import human_size
+
+    hw = m.get("hardware", {})
+    gpu = hw.get("gpu", {})
+    version = m.get("version")
+    rows = [
+        ["package", f"{m.get('package')}{f' v{version}' if version else ''} ({m.get('format')})"],
+        ["project", str(m.get("project"))],
+        ["serves", _serves(m)],
+        ["git", f"{m.get('git_sha') or '-'}{' (uncommitted changes)' if m.get('git_dirty') else ''}"],
+        ["python / llmops", f"{m.get('python')} / {m.get('libraries', {}).get('llmops', '?')}"],
+        ["memory (estimate)", f"{human_size(hw.get('memory_bytes', 0))} ({hw.get('basis', '')})"],
+        ["gpu", ("required" if gpu.get("required") else "not required") + "; " + " ".join(gpu.get("notes", []))],
+        ["files", f"{len(m.get('files', [])) + 1} ({human_size(sum(f['size'] for f in m.get('files', [])))})"],
+        ["entrypoint", str((m.get("entrypoint") or {}).get("command", ""))],
+    ]
+    output.table(None, ["", str(m.get("package"))], rows)
+    artifacts = [
+        [a["kind"], a["name"], f"v{a['version']}" if a.get("version") is not None else "-", a.get("ref"),
+         (a.get("hash") or "-")[:19], a.get("path") or "-"]
+        for a in m.get("artifacts", [])
+    ]  # fmt: skip
+    output.table("artifacts", ["kind", "name", "version", "from", "hash", "in package"], artifacts)
+    libraries = [[k, v] for k, v in sorted((m.get("libraries") or {}).items())]
+    output.table("libraries", ["library", "version"], libraries)
+    if files:
+        rows = [[f["path"], human_size(f["size"]), f["sha256"][:16]] for f in m.get("files", [])]
+        output.table("files", ["path", "size", "sha256"], rows)
+
+
+def _serves(manifest: dict[str, Any]) -> str:
+    parts = []
+    for key, value in (manifest.get("serves") or {}).items():
+        if value:
+            parts.append(f"{key} {', '.join(map(str, value)) if isinstance(value, list) else value}")
+    return "; ".join(parts) or "-"
+
+
+@contextlib.contextmanager
+def _progress(label: str, *, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar over bytes, fed by (phase, done, total) callbacks."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=output.err_console(), disable=not enabled, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        names = {"plan": "collecting", "hash": "hashing", "write": "writing", "register": "registering"}
+
+        def report(phase: str, done: int, total: int) -> None:
+            description = f"{label}: {names.get(phase, phase)}"
+            bar.update(task, description=description, completed=done, total=total or None)
+
+        yield report

@@ -1,0 +1,348 @@
+"""Time windows and the operational statistics of the requests in one: counts, latency, errors, tokens.
+
+Times are Unix seconds, shown as UTC. A window is half-open, ``[start, end)``, like
+:meth:`MonitorStore.requests_between`.
+
+What counts as an error (``error_rate``): a server-side failure, i.e. status >= 500, status 429
+(the server refused for lack of capacity: the caller got no answer through no fault of its own),
+or a 2xx/3xx whose ``error`` is set (a stream that broke after its headers were sent). Other 4xx
+(a missing API key, a malformed body, an unknown model) are the caller's mistakes; they are
+counted apart as ``client_error_rate`` so one misconfigured client does not page anyone.
+
+``throughput_rps`` is requests per second while traffic flowed (first to last request in the
+window, at least one second), not averaged over the whole window: a 200-request load test that
+took 10 s reads ~20 req/s whether the window is 1 h or 24 h. ``peak_rps`` is the busiest bucket.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from llmops_cli.errors import UsageError
+from llmops_cli.evals.thresholds import percentile
+
+DEFAULT_WINDOW = "24h"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+# Bucket sizes a time series may use; the smallest one that gives at most MAX_BUCKETS is picked.
+_NICE_BUCKETS = (1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800)
+MAX_BUCKETS = 40
+
+
+def parse_duration(text: str, *, what: str = "duration") -> float:
+    """``"90s"``, ``"15m"``, ``"24h"``, ``"7d"``, ``"2w"`` -> seconds."""
+    match = _DURATION.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise UsageError(
+            f"{what}: cannot read {text!r}", hint="Write a positive number and a unit: 30s, 15m, 24h, 7d, 2w."
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling (``86400`` -> ``"1d"``, ``5400`` -> ``"90m"``)."""
+    for unit in ("w", "d", "h", "m"):
+        size = _UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def parse_time(text: str, *, now: float, what: str = "time") -> float:
+    """A point in time: ``now``, a duration ago (``2h``), ``@UNIX_SECONDS``, or ISO 8601.
+
+    An ISO time without an offset is read as UTC (everything llmops monitor shows is UTC).
+    """
+    value = str(text).strip()
+    if value == "now":
+        return now
+    if _DURATION.match(value):
+        return now - parse_duration(value, what=what)
+    if value.startswith("@"):
+        try:
+            return float(value[1:])
+        except ValueError:
+            pass
+    else:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            return parsed.timestamp()
+    raise UsageError(
+        f"{what}: cannot read {text!r}",
+        hint="Use 'now', a duration ago (2h, 7d), @UNIX_SECONDS or an ISO time (2025-01-31T12:00, UTC).",
+    )
+
+
+def iso(ts: float | None) -> str | None:
+    """UTC ISO 8601 with a ``Z``, to the second."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "start_ts": self.start,
+            "end_ts": self.end,
+            "duration": format_duration(round(self.seconds)) if self.seconds >= 1 else f"{self.seconds:g}s",
+        }
+
+
+def resolve_window(
+    window: str | None = None, since: str | None = None, until: str | None = None, *, now: float | None = None
+) -> TimeWindow:
+    """``[since, until)``; a missing end defaults to now, a missing start to ``until - window``."""
+    now = time.time() if now is None else now
+    end = parse_time(until, now=now, what="--until") if until else now
+    if since:
+        start = parse_time(since, now=now, what="--since")
+    else:
+        start = end - parse_duration(window or DEFAULT_WINDOW, what="window")
+    if start >= end:
+        raise UsageError(f"empty time window: {iso(start)} is not before {iso(end)}", hint="Check --since / --until.")
+    return TimeWindow(start, end)
+
+
+def choose_bucket(seconds: float) -> float:
+    """The smallest nice bucket size that splits ``seconds`` into at most MAX_BUCKETS buckets."""
+    for size in _NICE_BUCKETS:
+        if seconds / size <= MAX_BUCKETS:
+            return float(size)
+    return float(math.ceil(seconds / MAX_BUCKETS))
+
+
+# --- operational stats ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpsRow:
+    """The columns operational stats need (no input/output text: a 100k-row window stays cheap)."""
+
+    ts: float
+    endpoint: str
+    status: int
+    latency_ms: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    error: bool
+
+
+def outcome(status: int, has_error: bool) -> str:
+    """``ok``, ``error`` (server-side, counts in error_rate) or ``client_error`` (other 4xx)."""
+    if status >= 500 or status == 429 or (status < 400 and has_error):
+        return "error"
+    if status >= 400:
+        return "client_error"
+    return "ok"
+
+
+@dataclass
+class LatencyStats:
+    n: int = 0
+    mean: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> LatencyStats:
+        data = sorted(v for v in values if v is not None)
+        if not data:
+            return cls()
+        return cls(
+            n=len(data),
+            mean=math.fsum(data) / len(data),
+            p50=percentile(data, 50),
+            p95=percentile(data, 95),
+            p99=percentile(data, 99),
+            max=data[-1],
+        )
+
+
+@dataclass
+class TokenStats:
+    prompt: int = 0
+    completion: int = 0
+    prompt_mean: float | None = None  # per request
+    completion_mean: float | None = None
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+
+@dataclass
+class GroupStats:
+    """Counts, rates, latency and tokens of a set of requests (a window, an endpoint, a bucket)."""
+
+    requests: int = 0
+    errors: int = 0
+    client_errors: int = 0
+    latency_ms: LatencyStats = field(default_factory=LatencyStats)
+    tokens: TokenStats = field(default_factory=TokenStats)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def client_error_rate(self) -> float | None:
+        return self.client_errors / self.requests if self.requests else None
+
+    def to_dict(self) -> dict[str, Any]:
+        tokens = asdict(self.tokens) | {"total": self.tokens.total}
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "client_errors": self.client_errors,
+            "error_rate": self.error_rate,
+            "client_error_rate": self.client_error_rate,
+            "latency_ms": asdict(self.latency_ms),
+            "tokens": tokens,
+        }
+
+
+def group_stats(rows: Sequence[OpsRow]) -> GroupStats:
+    outcomes = [outcome(r.status, r.error) for r in rows]
+    prompt = sum(r.prompt_tokens for r in rows)
+    completion = sum(r.completion_tokens for r in rows)
+    n = len(rows)
+    return GroupStats(
+        requests=n,
+        errors=outcomes.count("error"),
+        client_errors=outcomes.count("client_error"),
+        latency_ms=LatencyStats.of(r.latency_ms for r in rows),
+        tokens=TokenStats(prompt, completion, prompt / n if n else None, completion / n if n else None),
+    )
+
+
+@dataclass
+class Bucket:
+    start: float
+    seconds: float
+    stats: GroupStats
+
+    @property
+    def rps(self) -> float:
+        return self.stats.requests / self.seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        stats = self.stats
+        return {
+            "start": iso(self.start),
+            "start_ts": self.start,
+            "requests": stats.requests,
+            "rps": self.rps,
+            "errors": stats.errors,
+            "error_rate": stats.error_rate,
+            "latency_ms": {"p50": stats.latency_ms.p50, "p95": stats.latency_ms.p95, "p99": stats.latency_ms.p99},
+            "tokens": stats.tokens.total,
+        }
+
+
+@dataclass
+class OpsStats:
+    window: TimeWindow
+    bucket_seconds: float
+    total: GroupStats
+    by_endpoint: dict[str, GroupStats]
+    series: list[Bucket]
+    first_ts: float | None
+    last_ts: float | None
+
+    @property
+    def throughput_rps(self) -> float | None:
+        if not self.total.requests or self.first_ts is None or self.last_ts is None:
+            return None
+        return self.total.requests / max(1.0, self.last_ts - self.first_ts)
+
+    @property
+    def peak_rps(self) -> float | None:
+        return max((b.rps for b in self.series), default=None) if self.total.requests else None
+
+    def metrics(self) -> dict[str, float | None]:
+        """The flat values alerts can name (``latency_ms.p95``, ``error_rate``...)."""
+        t, lat = self.total, self.total.latency_ms
+        return {
+            "requests": float(t.requests),
+            "throughput_rps": self.throughput_rps,
+            "peak_rps": self.peak_rps,
+            "errors": float(t.errors),
+            "error_rate": t.error_rate,
+            "client_error_rate": t.client_error_rate,
+            "latency_ms.mean": lat.mean,
+            "latency_ms.p50": lat.p50,
+            "latency_ms.p95": lat.p95,
+            "latency_ms.p99": lat.p99,
+            "latency_ms.max": lat.max,
+            "tokens.prompt": float(t.tokens.prompt),
+            "tokens.completion": float(t.tokens.completion),
+            "tokens.total": float(t.tokens.total),
+            "tokens.prompt.mean": t.tokens.prompt_mean,
+            "tokens.completion.mean": t.tokens.completion_mean,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window": self.window.to_dict(),
+            "bucket": format_duration(self.bucket_seconds),
+            **self.total.to_dict(),
+            "throughput_rps": self.throughput_rps,
+            "peak_rps": self.peak_rps,
+            "first": iso(self.first_ts),
+            "last": iso(self.last_ts),
+            "by_endpoint": {name: stats.to_dict() for name, stats in self.by_endpoint.items()},
+            "series": [b.to_dict() for b in self.series],
+        }
+
+
+def ops_stats(rows: Sequence[OpsRow], window: TimeWindow, bucket_seconds: float | None = None) -> OpsStats:
+    """Totals, per-endpoint stats and a bucketed time series (empty buckets included, so plots
+    show the gaps) of the requests in ``window``."""
+    size = bucket_seconds or choose_bucket(window.seconds)
+    count = max(1, math.ceil(window.seconds / size))
+    per_bucket: list[list[OpsRow]] = [[] for _ in range(count)]
+    per_endpoint: dict[str, list[OpsRow]] = {}
+    for row in rows:
+        index = min(count - 1, int((row.ts - window.start) // size))
+        per_bucket[index].append(row)
+        per_endpoint.setdefault(row.endpoint or "?", []).append(row)
+    series = []
+    for i, bucket_rows in enumerate(per_bucket):
+        start = window.start + i * size
+        # The last bucket may be cut short by the window's end; its rate uses the time it covers.
+        span = min(size, window.end - start)
+        series.append(Bucket(start, span, group_stats(bucket_rows)))
+    by_endpoint = {name: group_stats(rs) for name, rs in sorted(per_endpoint.items(), key=lambda kv: -len(kv[1]))}
+    return OpsStats(
+        window=window,
+        bucket_seconds=size,
+        total=group_stats(rows),
+        by_endpoint=by_endpoint,
+        series=series,
+        first_ts=min((r.ts for r in rows), default=None),
+        last_ts=max((r.ts for r in rows), default=None),
+    )

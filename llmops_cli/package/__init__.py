@@ -1,0 +1,32 @@
+"""Packages: one reproducible, verifiable ``.tar.gz`` that is a servable mini llmops project.
+
+    result = build_package(config, "support-bot")      # llmops package support-bot
+    report = verify_package(result.archive)             # llmops package verify FILE
+    manifest = read_manifest(result.archive)            # llmops package inspect FILE
+    root = unpack(result.archive, Path("app"))          # safe extraction
+    prepare_bundle(root)                                # index into the local store, weights ready
+
+Importing this package is cheap: torch, transformers and chromadb load only inside the functions
+that need them.
+"""
+
+from llmops_cli.package.archive import PackageIntegrityError, UnsafeArchiveError, unpack
+from llmops_cli.package.build import PackageResult, build_package
+from llmops_cli.package.bundle import PackagePlan, plan_package
+from llmops_cli.package.prepare import PrepareResult, prepare_bundle
+from llmops_cli.package.verify import VerifyReport, read_manifest, verify_package
+
+__all__ = [
+    "PackageIntegrityError",
+    "PackagePlan",
+    "PackageResult",
+    "PrepareResult",
+    "UnsafeArchiveError",
+    "VerifyReport",
+    "build_package",
+    "plan_package",
+    "prepare_bundle",
+    "read_manifest",
+    "unpack",
+    "verify_package",
+]

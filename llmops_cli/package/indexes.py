@@ -1,0 +1,193 @@
+"""Retriever indexes in a package: a deterministic export out of Chroma, and the restore into one.
+
+Chroma's on-disk files change every time a client opens them (its SQLite and HNSW files are
+rewritten even by a query), so copying them would make every build differ. The package carries the
+collection's content instead, sorted by chunk id:
+
+- ``artifacts/index/NAME/vectors/collection.json``: collection name, metadata (with the fingerprint
+  of the embedding model and chunk settings) and shape;
+- ``.../chunks.jsonl``: one ``{"id", "document", "metadata"}`` per line;
+- ``.../embeddings.npy``: the float32 vectors, row i for line i.
+
+:func:`restore_index` loads them into the bundle's own Chroma store (``llmops package prepare``,
+run by the Dockerfile and by ``serve.py``). The export is checked against the registered
+``index/NAME`` version and the documents on disk, so a stale index is never shipped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmops_cli.errors import UsageError
+from llmops_cli.package.archive import Entry
+
+if TYPE_CHECKING:
+    from llmops_cli.config.model import ProjectConfig
+
+EXPORT_FORMAT = "llmops-index-export/1"
+VECTORS_DIR = "vectors"
+_PAGE = 2000
+
+
+@dataclass
+class IndexExport:
+    collection: str
+    chunks: int
+    documents: int
+    dimension: int
+    entries: list[Entry]
+
+
+def export_index(config: ProjectConfig, name: str, index_json: dict[str, Any], prefix: str) -> IndexExport:
+    """The collection of retriever ``name`` as deterministic files under ``prefix/vectors/``."""
+    from llmops_cli.retrieval import retriever_spec
+    from llmops_cli.retrieval.retriever import Retriever
+
+    spec = retriever_spec(config, name)
+    collection = Retriever(config, name).collection  # checks the embedding/chunk fingerprint too
+    ids, documents, metadatas, vectors = _read_all(collection)
+    _check_current(config, name, spec, index_json, metadatas)
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    lines = [
+        json.dumps(
+            {"id": ids[i], "document": documents[i], "metadata": metadatas[i]}, sort_keys=True, ensure_ascii=False
+        )
+        for i in order
+    ]
+    matrix = _matrix([vectors[i] for i in order])
+    meta: dict[str, Any] = {
+        "format": EXPORT_FORMAT,
+        "collection": spec.collection,
+        "metadata": dict(sorted((collection.metadata or {}).items())),
+        "count": len(ids),
+        "dimension": int(matrix.shape[1]) if len(ids) else 0,
+        "space": "cosine",
+    }
+    folder = f"{prefix}/{VECTORS_DIR}"
+    entries = [
+        Entry(f"{folder}/collection.json", data=(json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()),
+        Entry(f"{folder}/chunks.jsonl", data=("\n".join(lines) + "\n").encode("utf-8") if lines else b""),
+        Entry(f"{folder}/embeddings.npy", data=_npy_bytes(matrix)),
+    ]
+    doc_count = len({m.get("doc_id") for m in metadatas})
+    return IndexExport(spec.collection, len(ids), doc_count, meta["dimension"], entries)
+
+
+def _read_all(collection: Any) -> tuple[list[str], list[str], list[dict[str, Any]], list[Any]]:
+    ids: list[str] = []
+    documents: list[str] = []
+    metadatas: list[dict[str, Any]] = []
+    vectors: list[Any] = []
+    offset = 0
+    while True:
+        page = collection.get(include=["documents", "metadatas", "embeddings"], limit=_PAGE, offset=offset)
+        count = len(page["ids"])
+        ids += list(page["ids"])
+        documents += [d or "" for d in (page.get("documents") or [""] * count)]
+        metadatas += [dict(m or {}) for m in (page.get("metadatas") or [{}] * count)]
+        embeddings = page.get("embeddings")
+        vectors += list(embeddings) if embeddings is not None else []
+        if count < _PAGE:
+            break
+        offset += count
+    if len(vectors) != len(ids):
+        raise UsageError(
+            f"the index collection '{collection.name}' returned {len(vectors)} vectors for {len(ids)} chunks"
+        )
+    return ids, documents, metadatas, vectors
+
+
+def _check_current(
+    config: ProjectConfig, name: str, spec: Any, index_json: dict[str, Any], metadatas: list[dict[str, Any]]
+) -> None:
+    """The store, the registered index.json and the documents on disk must all say the same thing."""
+    from llmops_cli.retrieval import load_documents
+
+    registered = {d["id"]: d["sha256"] for d in index_json.get("documents", [])}
+    stored = {str(m.get("doc_id")): str(m.get("doc_sha256")) for m in metadatas}
+    documents = load_documents(
+        config.resolve_path(spec.dataset.path),
+        root=config.root,
+        file_format=str(spec.dataset.raw.get("file_format", "auto")),
+        fields=spec.dataset.raw.get("fields"),
+    )
+    on_disk = {d.id: d.sha256 for d in documents}
+    stale = on_disk != registered or stored != registered or len(metadatas) != int(index_json.get("chunks", -1))
+    if stale:
+        changed = sorted(k for k in on_disk.keys() | registered.keys() if on_disk.get(k) != registered.get(k))
+        detail = f" (changed documents: {', '.join(changed[:5])}{'...' if len(changed) > 5 else ''})" if changed else ""
+        raise UsageError(
+            f"The index of retriever '{name}' is out of date with its documents or its registered version{detail}.",
+            hint=f"Run 'llmops index {name}'.",
+        )
+
+
+def _matrix(rows: list[Any]) -> Any:
+    import numpy as np
+
+    if not rows:
+        return np.zeros((0, 0), dtype="<f4")
+    return np.asarray(np.stack([np.asarray(r, dtype=np.float32) for r in rows]), dtype="<f4")
+
+
+def _npy_bytes(matrix: Any) -> bytes:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, matrix, allow_pickle=False)
+    return buffer.getvalue()
+
+
+# -- restore -----------------------------------------------------------------------------------------
+
+
+def restore_index(
+    config: ProjectConfig, name: str, folder: Path, progress: Callable[[int, int], None] | None = None
+) -> bool:
+    """Load an exported index into the project's Chroma store; False when it was already there."""
+    import numpy as np
+
+    from llmops_cli.retrieval import retriever_spec
+    from llmops_cli.retrieval.store import (
+        FINGERPRINT_KEY,
+        create_collection,
+        get_collection,
+        max_batch_size,
+        open_client,
+    )
+
+    meta = json.loads((folder / "collection.json").read_text(encoding="utf-8"))
+    if meta.get("format") != EXPORT_FORMAT:
+        raise UsageError(f"{folder}: unknown index export format {meta.get('format')!r}")
+    spec = retriever_spec(config, name)
+    client = open_client(spec, config.root)
+    existing = get_collection(client, spec.collection)
+    wanted = meta["metadata"].get(FINGERPRINT_KEY)
+    stored = (existing.metadata or {}).get(FINGERPRINT_KEY) if existing is not None else None
+    if existing is not None and stored == wanted and existing.count() == meta["count"]:
+        return False
+    rows = [json.loads(line) for line in (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    vectors = np.load(folder / "embeddings.npy", allow_pickle=False)
+    if len(rows) != meta["count"] or vectors.shape[0] != len(rows):
+        raise UsageError(f"{folder}: the index export is inconsistent ({len(rows)} chunks, {vectors.shape[0]} vectors)")
+    collection = create_collection(client, spec.collection, dict(meta["metadata"]))
+    batch = min(512, max_batch_size(client))
+    for start in range(0, len(rows), batch):
+        part = rows[start : start + batch]
+        collection.upsert(
+            ids=[r["id"] for r in part],
+            documents=[r["document"] for r in part],
+            metadatas=[r["metadata"] or None for r in part],
+            embeddings=vectors[start : start + batch],
+        )
+        if progress:
+            progress(min(start + batch, len(rows)), len(rows))
+    from llmops_cli.retrieval.retriever import forget_retriever
+
+    forget_retriever(config.root, name)
+    return True

@@ -1,0 +1,59 @@
+"""``llmops package prepare``: make an unpacked package ready to serve, once.
+
+Loads each retriever's exported index into the bundle's own Chroma store and prepares local model
+weights (a GGUF is dequantized into the model cache, as on first use anywhere). Both steps skip
+what is already done, so running it again (every ``serve.py`` start does) costs little.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmops_cli.package.indexes import VECTORS_DIR
+
+PrepareProgress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass
+class PrepareResult:
+    root: Path
+    restored: list[str] = field(default_factory=list)  # retrievers loaded into the store now
+    present: list[str] = field(default_factory=list)  # retrievers whose index was already there
+    models: list[str] = field(default_factory=list)  # local models made ready to load
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"root": str(self.root), "restored": self.restored, "present": self.present, "models": self.models}
+
+
+def prepare_bundle(root: Path, *, models: bool = True, progress: PrepareProgress | None = None) -> PrepareResult:
+    """Prepare the unpacked package (or any project with exported indexes) at ``root``."""
+    from llmops_cli.config import load_config
+    from llmops_cli.package.indexes import restore_index
+
+    config = load_config(Path(root).resolve())
+    result = PrepareResult(config.root)
+    artifacts = config.resolve_path(config.storage.artifacts_dir)
+    for name in config.retrievers:
+        folder = artifacts / "index" / name / VECTORS_DIR
+        if not (folder / "collection.json").is_file():
+            continue
+
+        def report(done: int, total: int, name: str = name) -> None:
+            if progress:
+                progress(f"index {name}", done, total)
+
+        (result.restored if restore_index(config, name, folder, report) else result.present).append(name)
+    if models:
+        from llmops_cli.models import materialize
+
+        for spec in config.models.values():
+            if spec.is_remote:
+                continue
+            if progress:
+                progress(f"model {spec.name}", 0, 1)
+            materialize(spec, config.root)
+            result.models.append(spec.name)
+    return result

@@ -1,0 +1,209 @@
+"""Generating with a built quantized model: where its folder is, and loading it with bitsandbytes.
+
+``get_provider(config, "<quantized name>")`` asks :func:`quantized_model_spec` for a model spec whose
+source is ``artifacts/quantized/NAME/``; :class:`~llmops_cli.providers.local.LocalProvider` sees the
+spec (or any model entry whose folder is bitsandbytes-serialized, see :func:`prequantized_folder`)
+and loads it with :func:`load_quantized`: bitsandbytes weights cannot be cast to another dtype or
+loaded the way plain checkpoints are. While ``llmops quantize`` checks quality, the name points at
+the not yet registered build folder instead (:func:`staged`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmops_cli.errors import UnavailableError, UsageError, require
+
+if TYPE_CHECKING:
+    from llmops_cli.config.model import ModelSpec, ProjectConfig
+
+ADAPTER_DIR = "adapter"  # merge: false ships the LoRA adapter in this subfolder
+_STAGED: dict[tuple[str, str], Path] = {}
+_STAGED_LOCK = threading.Lock()
+
+
+@contextmanager
+def staged(config: ProjectConfig, name: str, folder: Path) -> Iterator[None]:
+    """Within the block, the quantized model ``name`` of this project is the build in ``folder``."""
+    key = (str(config.root.resolve()), name)
+    with _STAGED_LOCK:
+        _STAGED[key] = folder
+    try:
+        yield
+    finally:
+        with _STAGED_LOCK:
+            _STAGED.pop(key, None)
+
+
+def quantized_folder(config: ProjectConfig, name: str) -> Path:
+    """Where the quantized model ``name`` is read from: its artifact folder (or the build being checked)."""
+    with _STAGED_LOCK:
+        folder = _STAGED.get((str(config.root.resolve()), name))
+    if folder is not None:
+        return folder
+    from llmops_cli.versioning import ArtifactRegistry
+
+    return ArtifactRegistry.for_config(config).folder("quantized", name)
+
+
+def quantized_model_spec(config: ProjectConfig, name: str) -> ModelSpec:
+    """A local model spec over the built quantized model ``name``; says how to build it when missing."""
+    from llmops_cli.config.model import ModelSpec
+
+    if name not in config.quantized:
+        from llmops_cli.quantize.spec import unknown_name_error
+
+        raise unknown_name_error(config, name)
+    folder = quantized_folder(config, name)
+    check_built(folder, name)
+    base = config.models.get(str(config.quantized[name].get("model")))
+    base_raw = base.raw if base is not None else {}
+    raw: dict[str, Any] = {"source": str(folder), "quantized": name}
+    # The base entry's loading options still apply: the quantized model is that model, smaller.
+    for key in ("trust_remote_code", "chat_template", "max_context"):
+        if base_raw.get(key) is not None:
+            raw[key] = base_raw[key]
+    return ModelSpec(name=name, source=str(folder), dtype="auto", raw=raw)
+
+
+def is_quantized_spec(spec: ModelSpec) -> bool:
+    """Whether ``spec`` came from :func:`quantized_model_spec` (a ``quantized:`` name)."""
+    return bool(spec.raw.get("quantized"))
+
+
+def prequantized_folder(spec: ModelSpec, project_root: Path) -> Path | None:
+    """The folder of a bitsandbytes-serialized model behind ``spec``, or None for any other model.
+
+    A ``quantized:`` name qualifies, and so does a ``models:`` entry whose source is such a folder
+    (a package rewrites its quantized model that way; a hub "bnb-4bit" snapshot is one too): both
+    must load with their saved dtype and a device map, never be cast like plain checkpoints.
+    """
+    if is_quantized_spec(spec):
+        return Path(spec.source or "")
+    if spec.is_remote or not spec.source or spec.source.lower().endswith(".gguf"):
+        return None
+    from llmops_cli.models import resolve
+
+    resolved = resolve(spec, project_root)
+    if resolved.path is None or not resolved.available or resolved.gguf_file is not None:
+        return None
+    return resolved.path if is_bitsandbytes_folder(resolved.path) else None
+
+
+def is_bitsandbytes_folder(folder: Path) -> bool:
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    quant = config.get("quantization_config") if isinstance(config, dict) else None
+    return isinstance(quant, dict) and quant.get("quant_method") == "bitsandbytes"
+
+
+def check_built(folder: Path, name: str) -> None:
+    """Fail with what to do when ``folder`` holds no loadable quantized model."""
+    if not (folder / "config.json").is_file():
+        raise UsageError(
+            f"The quantized model '{name}' has not been built yet (no {folder}).",
+            hint=f"Build it with 'llmops quantize {name}' (or restore one: 'llmops checkout quantized/{name}@vN').",
+        )
+    pointers = [p for p in folder.glob("*.safetensors.ptr") if not p.with_suffix("").is_file()]
+    if pointers:
+        raise UnavailableError(
+            f"The weights of the quantized model '{name}' are in the content store, not in {folder}.",
+            hint="Run 'llmops pull' (or 'llmops checkout') to fetch them.",
+        )
+    adapter = shipped_adapter(folder)
+    if adapter is not None:
+        from llmops_cli.providers.local import check_adapter_folder
+
+        check_adapter_folder(adapter)
+
+
+def shipped_adapter(folder: Path) -> Path | None:
+    """The LoRA adapter a ``merge: false`` build ships beside the quantized base, if any."""
+    adapter = folder / ADAPTER_DIR
+    return adapter if (adapter / "adapter_config.json").is_file() else None
+
+
+def require_quantization_stack(purpose: str) -> None:
+    for module in ("torch", "transformers", "accelerate", "bitsandbytes"):
+        require(module, extra="tune", purpose=purpose)
+
+
+def quiet_bitsandbytes() -> None:
+    """bitsandbytes logs on every 8-bit matmul that it casts activations to float16: chatter, not news."""
+    import logging
+
+    from llmops_cli.models.quiet import quiet_libraries
+
+    quiet_libraries()
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+
+
+def device_map(device: str) -> dict[str, Any]:
+    """bitsandbytes places weights while loading, so the device goes in as a device map."""
+    import torch
+
+    torch_device = torch.device(device)
+    if torch_device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UnavailableError(f"Device '{device}' was asked for, but torch sees no CUDA GPU.", hint="Use cpu.")
+        return {"": torch_device.index if torch_device.index is not None else torch.cuda.current_device()}
+    if torch_device.type != "cpu":
+        raise UsageError(f"bitsandbytes models run on cpu or cuda, not '{device}'.")
+    return {"": "cpu"}
+
+
+def load_quantized_folder(folder: Path, *, device: str = "cpu", trust_remote_code: bool = False) -> Any:
+    """The model in a bitsandbytes-serialized HF folder, on ``device``, in eval mode (no adapter)."""
+    require_quantization_stack("Loading a quantized model")
+    quiet_bitsandbytes()
+    from transformers import AutoModelForCausalLM
+
+    # dtype "auto": the non-quantized tensors keep the dtype they were saved in (bnb models cannot be cast).
+    model = AutoModelForCausalLM.from_pretrained(
+        str(folder),
+        dtype="auto",
+        device_map=device_map(device),
+        local_files_only=True,
+        trust_remote_code=trust_remote_code,
+    )
+    model.eval()
+    return model
+
+
+def load_quantized(
+    spec: ModelSpec, folder: Path, *, device: str = "cpu", adapter_path: Path | None = None
+) -> tuple[Any, Any]:
+    """(model, tokenizer) from the bitsandbytes ``folder`` behind ``spec`` (see :func:`prequantized_folder`).
+
+    The shipped adapter (``adapter/``, from ``merge: false``) or ``adapter_path`` is applied on top.
+    """
+    from transformers import AutoTokenizer
+
+    from llmops_cli.providers.local import _with_adapter
+
+    name = str(spec.raw.get("quantized") or spec.name)
+    check_built(folder, name)
+    shipped = shipped_adapter(folder)
+    if shipped is not None and adapter_path is not None:
+        raise UsageError(
+            f"The quantized model '{name}' already carries its adapter (merge: false); a second one cannot be stacked.",
+            hint=f"Drop the step's adapter, or quantize with merge: true and add the adapter on top of '{name}'.",
+        )
+    trust = bool(spec.raw.get("trust_remote_code", False))
+    model = load_quantized_folder(folder, device=device, trust_remote_code=trust)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust)
+    if spec.raw.get("chat_template"):
+        tokenizer.chat_template = spec.raw["chat_template"]
+    if spec.raw.get("max_context"):
+        tokenizer.model_max_length = int(spec.raw["max_context"])
+    adapter = adapter_path or shipped
+    if adapter is not None:
+        model = _with_adapter(model, adapter)
+    return model, tokenizer

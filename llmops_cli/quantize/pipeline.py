@@ -1,0 +1,477 @@
+"""``llmops quantize NAME``: bitsandbytes 4/8-bit of a model (or of a model with its adapter merged).
+
+The run, in order, all inside a private build folder under ``.llmops/tmp`` that is removed at the end:
+
+1. the source: the base model's HF folder, or base + adapter merged in full precision (``merge:
+   true``; a QLoRA adapter is merged into the dequantized base, the usual way to ship one);
+2. load it through transformers with a ``BitsAndBytesConfig`` (quantization happens while loading)
+   and save it straight away with its tokenizer: a plain HF folder whose config.json carries the
+   quantization_config, so ``AutoModelForCausalLM.from_pretrained(folder)`` loads it back.
+   Saving before any forward pass matters: on CPUs with AVX512-BF16 bitsandbytes repacks 4-bit
+   weights on their first inference call and saves the repacked scales rounded to bfloat16;
+3. ``merge: false`` with an adapter: the adapter is copied into ``adapter/`` beside the quantized
+   base (QLoRA-style serving); providers apply it on load, plain transformers loads the base alone;
+4. the report: sizes, memory footprint against the same model in bfloat16, load time and greedy
+   generation latency of the saved build, and of the unquantized model unless ``baseline=False``;
+5. the quality check (``check_with``), run while the model's name points at the build;
+6. register ``quantized/NAME/vN`` with lineage, params and the report as metrics.
+
+A failed quality gate still registers the version (its report is the evidence, and a later run or a
+looser limit can use it) and :meth:`QuantizeResult.raise_for_gate` then raises
+:class:`~llmops_cli.errors.QualityGateFailed` (exit code 5) so CI stops there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmops_cli.errors import QualityGateFailed, UsageError, require
+from llmops_cli.quantize.loading import (
+    ADAPTER_DIR,
+    device_map,
+    load_quantized_folder,
+    quiet_bitsandbytes,
+    require_quantization_stack,
+    staged,
+)
+from llmops_cli.quantize.measure import Measurement, folder_size, measure, reference_footprint, weights_size
+from llmops_cli.quantize.progress import Progress, silent
+from llmops_cli.quantize.quality import QualityReport, run_quality_check
+from llmops_cli.quantize.spec import QuantizeSpec, parse_quantize_spec
+
+if TYPE_CHECKING:
+    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.tune.modeling import BaseModel
+    from llmops_cli.versioning import Input
+
+NEW_TOKENS = 32  # per timed generation: long enough that per-token cost dominates the prompt's
+REPEATS = 3
+STALE_BUILD_S = 24 * 3600
+
+
+@dataclass
+class QuantizeResult:
+    """What one ``llmops quantize`` run built, measured and registered."""
+
+    name: str
+    version: str  # the tag, quantized/NAME/vN
+    folder: Path
+    params: dict[str, Any]
+    source: str  # what was quantized, in words
+    device: str
+    quantize_s: float
+    size_bytes: int  # the whole artifact folder
+    weights_bytes: int  # its checkpoint files
+    source_weights_bytes: int  # the unquantized checkpoint the build started from
+    reference_footprint_bytes: int  # get_memory_footprint() of the unquantized model in bfloat16
+    quantized: Measurement
+    baseline: Measurement | None = None
+    quality: QualityReport | None = None
+
+    @property
+    def footprint_ratio(self) -> float:
+        return self.quantized.footprint_bytes / self.reference_footprint_bytes
+
+    @property
+    def gate_passed(self) -> bool:
+        return self.quality is None or self.quality.passed
+
+    def metrics(self) -> dict[str, Any]:
+        """Numbers kept in the version's artifact.json."""
+        q = self.quantized
+        metrics: dict[str, Any] = {
+            "size_bytes": self.size_bytes,
+            "weights_bytes": self.weights_bytes,
+            "source_weights_bytes": self.source_weights_bytes,
+            "footprint_bytes": q.footprint_bytes,
+            "reference_footprint_bytes": self.reference_footprint_bytes,
+            "footprint_ratio": round(self.footprint_ratio, 4),
+            "quantize_s": round(self.quantize_s, 3),
+            "load_s": round(q.load_s, 3),
+            "latency_ms": round(q.latency_ms, 1),
+            "ms_per_token": round(q.ms_per_token, 2),
+            "new_tokens": q.new_tokens,
+            "device": self.device,
+        }
+        if self.baseline is not None:
+            b = self.baseline
+            metrics.update(
+                baseline_dtype=b.dtype,
+                baseline_footprint_bytes=b.footprint_bytes,
+                baseline_load_s=round(b.load_s, 3),
+                baseline_latency_ms=round(b.latency_ms, 1),
+                baseline_ms_per_token=round(b.ms_per_token, 2),
+            )
+        if self.quality is not None:
+            metrics["quality"] = self.quality.as_dict()
+        return metrics
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "folder": str(self.folder),
+            "source": self.source,
+            "params": self.params,
+            "metrics": self.metrics(),
+            "quantized": self.quantized.as_dict(),
+            "baseline": None if self.baseline is None else self.baseline.as_dict(),
+            "quality": None if self.quality is None else self.quality.as_dict(),
+            "gate_passed": self.gate_passed,
+        }
+
+    def raise_for_gate(self) -> None:
+        """Raise :class:`QualityGateFailed` (exit code 5) when the quality check failed its limit."""
+        if self.quality is None or self.quality.passed:
+            return
+        q = self.quality
+        if not q.compared:
+            why = f"no metric of '{q.suite}' could be compared ({q.note or 'no values'})"
+        else:
+            drops = "; ".join(
+                f"{m.metric} {m.original:.4g} -> {m.quantized:.4g} (drop {m.delta:.4g})"
+                for m in q.failures()
+                if m.original is not None and m.quantized is not None and m.delta is not None
+            )
+            why = f"quality drop above max_quality_drop {q.max_drop:g} on '{q.suite}': {drops}"
+        raise QualityGateFailed(
+            f"{self.name}: {why}.",
+            hint=f"{self.version} is registered with this report. Raise max_quality_drop, use more bits "
+            "(bits: 8) or another quant_type, then run 'llmops quantize' again.",
+        )
+
+
+def quantize(
+    config: ProjectConfig,
+    name: str,
+    *,
+    check: bool = True,
+    baseline: bool = True,
+    device: str = "auto",
+    new_tokens: int = NEW_TOKENS,
+    repeats: int = REPEATS,
+    progress: Progress | None = None,
+) -> QuantizeResult:
+    """Build, measure, check and register the ``quantized:`` entry ``name``.
+
+    ``check=False`` skips the ``check_with`` eval; ``baseline=False`` skips loading and timing the
+    unquantized model (its bfloat16 footprint is still computed, without loading weights).
+    Returns the result even when the quality gate failed: call :meth:`QuantizeResult.raise_for_gate`.
+    """
+    from llmops_cli.versioning import ArtifactRegistry
+
+    spec = parse_quantize_spec(config, name)
+    require_quantization_stack(f"Quantizing '{name}'")
+    if spec.adapter is not None:
+        require("peft", extra="tune", purpose=f"Quantizing '{name}' with adapter '{spec.adapter}'")
+    if new_tokens < 1 or repeats < 1:
+        raise UsageError("new_tokens and repeats must be at least 1.")
+    say = progress or silent
+    quiet_bitsandbytes()
+    device = resolve_device(device)
+    compute_dtype = resolve_compute_dtype(spec, device)
+    registry = ArtifactRegistry.for_config(config)
+    registry.ensure_state_dir()
+    _sweep_stale_builds(registry.state / "tmp")
+    build = registry.state / "tmp" / f"quantize-{name}-{uuid.uuid4().hex[:8]}"
+    build.mkdir(parents=True)
+    try:
+        base, inputs, source, source_label = _source(config, spec, build, say)
+        out = build / "model"
+        say(f"quantizing {source_label} to {_describe(spec)} on {device}")
+        started = time.perf_counter()
+        _quantize_to(source, out, spec, compute_dtype, device, base)
+        quantize_s = time.perf_counter() - started
+        if spec.ships_adapter:
+            _copy_adapter(config, spec, out / ADAPTER_DIR)
+        say(f"measuring {name}")
+        measured = _measure_quantized(out, base, device, new_tokens, repeats)
+        reference = reference_footprint(source, "bfloat16", trust_remote_code=base.trust_remote_code)
+        before = None
+        if baseline:
+            say(f"measuring the unquantized {source_label}")
+            before = _measure_unquantized(config, spec, source, base, device, new_tokens, repeats)
+        quality = None
+        if check and spec.check_with:
+            with staged(config, name, out):
+                try:
+                    quality = run_quality_check(config, spec, progress=say)
+                finally:
+                    _release_providers()
+        result = QuantizeResult(
+            name=name,
+            version="",
+            folder=registry.folder("quantized", name),
+            params=spec.params(compute_dtype),
+            source=source_label,
+            device=device,
+            quantize_s=quantize_s,
+            size_bytes=folder_size(out),
+            weights_bytes=weights_size(out),
+            source_weights_bytes=weights_size(source),
+            reference_footprint_bytes=reference,
+            quantized=measured,
+            baseline=before,
+            quality=quality,
+        )
+        say(f"registering quantized/{name}")
+        version = registry.register(
+            "quantized",
+            name,
+            {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*")) if p.is_file()},
+            inputs=inputs,
+            config_hash=config.section_hash("quantized", name),
+            metrics=result.metrics(),
+            params=result.params,
+            summary=_summary(result),
+        )
+        result.version = version.tag
+        return result
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: the first CUDA GPU when torch sees one (bitsandbytes' CUDA kernels), else the CPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    device_map(device)  # validates it
+    return device
+
+
+def resolve_compute_dtype(spec: QuantizeSpec, device: str) -> str:
+    """The entry's compute_dtype, else bfloat16 (float16 on a GPU without bfloat16).
+
+    The non-quantized tensors (embeddings, norms, an untied head) are stored in this dtype too: in
+    float32 they would take more memory than the quantized layers. bitsandbytes' fused CPU 4-bit
+    kernel computes in bfloat16.
+    """
+    if spec.compute_dtype:
+        return spec.compute_dtype
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        return "float16"
+    return "bfloat16"
+
+
+def bnb_config(spec: QuantizeSpec, compute_dtype: str) -> Any:
+    """transformers' ``BitsAndBytesConfig`` for the entry."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if spec.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=spec.quant_type,
+        bnb_4bit_use_double_quant=spec.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, compute_dtype),
+    )
+
+
+# -- steps ----------------------------------------------------------------------------------------------
+
+
+def _source(
+    config: ProjectConfig, spec: QuantizeSpec, build: Path, say: Progress
+) -> tuple[BaseModel, list[Input], Path, str]:
+    """(base model options, lineage inputs, the folder to quantize, its description)."""
+    from llmops_cli.models import fingerprint, materialize_resolved, resolve
+    from llmops_cli.tune.modeling import BaseModel
+    from llmops_cli.versioning import Input
+
+    model_spec = config.models[spec.model]
+    resolved = resolve(model_spec, config.root)
+    say(f"preparing {spec.model}")
+    folder = materialize_resolved(resolved)
+    base = BaseModel.from_spec(model_spec, folder)
+    inputs = [Input(base.source, fingerprint(resolved))]
+    if spec.adapter is None:
+        return base, inputs, folder, spec.model
+    adapter_ref, adapter_hash = _adapter_lineage(config, spec.adapter)
+    inputs.append(Input(adapter_ref, adapter_hash))
+    if not spec.merge:
+        return base, inputs, folder, spec.model
+    from llmops_cli.tune import merge_adapter
+    from llmops_cli.tune.modeling import no_progress_bars
+
+    say(f"merging {adapter_ref} into {spec.model}")
+    with no_progress_bars():  # the caller draws the progress; transformers' bars would cut through it
+        merged = merge_adapter(config, spec.adapter, output=build / "merged", dequantize=True)
+    return base, inputs, merged.output, f"{spec.model} + {spec.adapter} (merged)"
+
+
+def _adapter_lineage(config: ProjectConfig, adapter: str) -> tuple[str, str]:
+    """(``adapter/NAME@vN``, content hash) of the checked-out adapter version."""
+    from llmops_cli.models.hashing import file_sha256, text_sha256
+    from llmops_cli.versioning import ArtifactRegistry
+
+    folder = ArtifactRegistry.for_config(config).folder("adapter", adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise UsageError(
+            f"Adapter '{adapter}' has no trained version in {folder}.",
+            hint=f"Train it with 'llmops tune {adapter}', or restore one with 'llmops checkout adapter/{adapter}@vN'.",
+        )
+    try:
+        manifest = json.loads((folder / "artifact.json").read_text(encoding="utf-8"))
+        entries = sorted(f"{f['path']}\t{f['sha256']}" for f in manifest["files"])
+        return f"adapter/{adapter}@v{manifest['version']}", text_sha256("adapter", *entries)
+    except (OSError, ValueError, KeyError, TypeError):
+        files = sorted(p for p in folder.glob("adapter_*") if p.is_file() and p.suffix != ".ptr")
+        return f"adapter/{adapter}", text_sha256("adapter", *(f"{p.name}\t{file_sha256(p)}" for p in files))
+
+
+def _quantize_to(source: Path, out: Path, spec: QuantizeSpec, compute_dtype: str, device: str, base: BaseModel) -> None:
+    """Quantize while loading, then save model and tokenizer before anything runs a forward pass."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llmops_cli.tune.modeling import load_tokenizer, no_progress_bars
+
+    with no_progress_bars():
+        model = AutoModelForCausalLM.from_pretrained(
+            str(source),
+            dtype=getattr(torch, compute_dtype),
+            quantization_config=bnb_config(spec, compute_dtype),
+            device_map=device_map(device),
+            local_files_only=True,
+            trust_remote_code=base.trust_remote_code,
+        )
+        model.save_pretrained(str(out))
+    # The tokenizer as the project uses it (chat_template / max_context overrides baked in), so the
+    # folder works on its own, in a package or with plain transformers.
+    load_tokenizer(dataclasses.replace(base, folder=source)).save_pretrained(str(out))
+    del model
+    _free()
+
+
+def _copy_adapter(config: ProjectConfig, spec: QuantizeSpec, dest: Path) -> None:
+    from llmops_cli.providers.local import check_adapter_folder
+    from llmops_cli.versioning import ArtifactRegistry
+
+    assert spec.adapter is not None
+    folder = ArtifactRegistry.for_config(config).folder("adapter", spec.adapter)
+    check_adapter_folder(folder)
+    dest.mkdir(parents=True)
+    for path in folder.iterdir():
+        if path.is_file() and path.name.startswith("adapter_") and path.suffix != ".ptr":
+            shutil.copyfile(path, dest / path.name)
+
+
+def _measure_quantized(out: Path, base: BaseModel, device: str, new_tokens: int, repeats: int) -> Measurement:
+    from transformers import AutoTokenizer
+
+    from llmops_cli.providers.local import _with_adapter
+    from llmops_cli.quantize.loading import shipped_adapter
+    from llmops_cli.tune.modeling import no_progress_bars
+
+    tokenizer = AutoTokenizer.from_pretrained(str(out), local_files_only=True, trust_remote_code=base.trust_remote_code)
+    adapter = shipped_adapter(out)
+    with no_progress_bars():
+        return measure(
+            "quantized",
+            lambda: load_quantized_folder(out, device=device, trust_remote_code=base.trust_remote_code),
+            tokenizer,
+            new_tokens=new_tokens,
+            repeats=repeats,
+            attach=None if adapter is None else (lambda model: _with_adapter(model, adapter)),
+        )
+
+
+def _measure_unquantized(
+    config: ProjectConfig,
+    spec: QuantizeSpec,
+    source: Path,
+    base: BaseModel,
+    device: str,
+    new_tokens: int,
+    repeats: int,
+) -> Measurement:
+    """The model as the project runs it unquantized: the entry's dtype, its adapter unmerged on top."""
+    from transformers import AutoModelForCausalLM
+
+    from llmops_cli.providers.local import _with_adapter
+    from llmops_cli.tune.modeling import load_tokenizer, no_progress_bars, weights_dtype
+    from llmops_cli.versioning import ArtifactRegistry
+
+    dtype = weights_dtype(base, "cuda" if device.startswith("cuda") else "cpu")
+
+    def load() -> Any:
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            str(source), dtype=dtype, local_files_only=True, trust_remote_code=base.trust_remote_code
+        )
+        return model.to(device).eval()
+
+    adapter = None
+    if spec.ships_adapter and spec.adapter is not None:
+        adapter = ArtifactRegistry.for_config(config).folder("adapter", spec.adapter)
+    with no_progress_bars():
+        return measure(
+            "unquantized",
+            load,
+            load_tokenizer(base),
+            new_tokens=new_tokens,
+            repeats=repeats,
+            attach=None if adapter is None else (lambda model: _with_adapter(model, adapter)),
+        )
+
+
+def _sweep_stale_builds(tmp: Path) -> None:
+    """Remove build folders a killed run left behind (they hold a model or two); a day old is not running."""
+    if not tmp.is_dir():
+        return
+    cutoff = time.time() - STALE_BUILD_S
+    for folder in tmp.glob("quantize-*"):
+        with contextlib.suppress(OSError):
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _release_providers() -> None:
+    """The check's providers hold both models (one over the build folder, about to be moved): drop them."""
+    from llmops_cli.providers.factory import clear_provider_cache
+
+    clear_provider_cache()
+    _free()
+
+
+def _free() -> None:
+    from llmops_cli.quantize.measure import free_memory
+
+    free_memory()
+
+
+def _describe(spec: QuantizeSpec) -> str:
+    if spec.bits == 8:
+        return "8-bit (LLM.int8)"
+    return f"4-bit {spec.quant_type}{' + double quant' if spec.double_quant else ''}"
+
+
+def _summary(result: QuantizeResult) -> str:
+    q = result.quantized
+    text = (
+        f"{_describe_params(result.params)} of {result.source}: footprint {result.footprint_ratio:.2f}x of bfloat16, "
+        f"{q.ms_per_token:.1f} ms/token on {result.device}"
+    )
+    if result.quality is not None:
+        worst = result.quality.worst_drop
+        drop = "n/a" if worst is None else f"{worst:.4f}"
+        text += f"; {result.quality.suite}: worst drop {drop} ({'passed' if result.quality.passed else 'FAILED'})"
+    return text
+
+
+def _describe_params(params: dict[str, Any]) -> str:
+    if params["bits"] == 8:
+        return "8-bit"
+    return f"4-bit {params['quant_type']}"

@@ -1,0 +1,137 @@
+"""How a server runs: address, keys, limits, batching and logging, from flags and ``deployments:``.
+
+Precedence: an explicit value (CLI flag or keyword) beats the deployment entry, which beats the
+defaults here. Nothing in this module imports FastAPI, so deploy tooling can build options cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmops_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from llmops_cli.config import ProjectConfig
+
+DEFAULT_API_KEYS_ENV = "LLMOPS_API_KEYS"
+DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB: far above any chat request, far below a memory problem
+DEFAULT_MAX_CONCURRENCY = 64
+DEFAULT_MAX_TOKENS_LIMIT = 2048
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Settings of one server. ``api_keys`` empty means authentication is off."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: tuple[str, ...] = ()
+    api_keys_env: str = DEFAULT_API_KEYS_ENV
+    default_model: str | None = None  # model id used when a request names none (and for /ready)
+    package: str | None = None  # the package being served (for versions in the request log)
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT  # largest max_tokens a request may ask for
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY  # generations admitted at once; more get 429
+    max_batch: int = 8
+    max_wait_ms: float = 10.0
+    redact: bool = False
+    public_metrics: bool = False  # /metrics without a key (for scrapers that cannot send one)
+    allow_code: bool = False  # chains' `call` steps may run project code
+    store_path: Path | None = None  # default: monitor.store of the project
+    device: str = "cpu"
+    warm: bool = True  # load the default model in the background at start-up
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    def with_(self, **changes: Any) -> ServeOptions:
+        return replace(self, **changes)
+
+
+def load_api_keys(env_name: str, environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The comma-separated keys in ``$env_name``; () when it is unset (authentication off).
+
+    A variable that is set but holds no key is an error rather than "no authentication": an empty
+    secret in a deployment is far more likely a mistake than a wish to serve openly.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(env_name)
+    if raw is None:
+        return ()
+    keys = tuple(dict.fromkeys(k.strip() for k in raw.split(",") if k.strip()))
+    if not keys:
+        raise UsageError(
+            f"The environment variable {env_name} is set but holds no API key.",
+            hint=f"Put comma-separated keys in it, or unset {env_name} to serve without authentication.",
+        )
+    return keys
+
+
+def resolve_options(
+    config: ProjectConfig,
+    *,
+    deployment: str | None = None,
+    environ: dict[str, str] | None = None,
+    **explicit: Any,
+) -> ServeOptions:
+    """Options for serving ``config``: ``explicit`` values (None means unset) over ``deployments.<deployment>``.
+
+    ``api_keys`` are read from the environment variable the deployment (or ``api_keys_env``) names.
+    """
+    entry: dict[str, Any] = {}
+    if deployment is not None:
+        if deployment not in config.deployments:
+            declared = ", ".join(config.deployments) or "none"
+            raise UsageError(
+                f"No deployment named '{deployment}' in {config.path.name}.", hint=f"Declared: {declared}."
+            )
+        entry = dict(config.deployments[deployment].raw)
+    values: dict[str, Any] = {
+        "host": entry.get("host"),
+        "port": entry.get("port"),
+        "api_keys_env": entry.get("api_keys_env"),
+        "max_concurrency": entry.get("max_concurrency"),
+        "redact": entry.get("redact"),
+        "package": entry.get("package"),
+    }
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    if values.get("package") is None:
+        values["package"] = _only_package(config)
+    settings = {k: v for k, v in values.items() if v is not None}
+    if "store_path" in settings:
+        settings["store_path"] = Path(settings["store_path"])
+    options = ServeOptions(**settings)
+    if "api_keys" not in explicit or explicit["api_keys"] is None:
+        options = options.with_(api_keys=load_api_keys(options.api_keys_env, environ))
+    _check(options)
+    return options
+
+
+PACKAGE_MANIFEST = "manifest.json"  # at the root of an unpacked package (see llmops_cli.package)
+
+
+def _only_package(config: ProjectConfig) -> str | None:
+    """The package an unpacked package folder serves: its manifest's, else its one ``packages:`` entry."""
+    manifest = config.root / PACKAGE_MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        named = json.loads(manifest.read_text(encoding="utf-8")).get("package")
+    except (OSError, ValueError, AttributeError):
+        named = None
+    if isinstance(named, str) and named in config.packages:
+        return named
+    return next(iter(config.packages)) if len(config.packages) == 1 else None
+
+
+def _check(options: ServeOptions) -> None:
+    if not 0 <= options.port <= 65535:
+        raise UsageError(f"--port {options.port} is not a TCP port (0-65535; 0 picks a free one).")
+    for name in ("max_body_bytes", "max_tokens_limit", "max_concurrency", "max_batch"):
+        if getattr(options, name) < 1:
+            raise UsageError(f"{name} must be at least 1, not {getattr(options, name)}.")
