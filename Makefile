@@ -21,13 +21,14 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	touch $@
 
 # pytest exit 5 means no test ran: that is a failure here, never a silent pass.
+# One torch thread per pytest worker: two workers on two cores; more threads only thrash.
 test: setup
 	@mkdir -p $(LLMOPS_TEST_HOME)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider; rc=$$?; \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing the run"; exit 1; fi; exit $$rc
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not integration and not slow" -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not integration and not slow" -p no:cacheprovider
 
 lint: setup
 	$(BIN)/ruff check llmops_cli tests benchmarks

@@ -267,7 +267,7 @@ def test_factory_caches_and_checks(tiny_model_dir: Path, tmp_path: Path) -> None
     wider = get_provider(config, "base", batch_size=16)
     assert isinstance(wider, LocalProvider) and wider.batch_size == 16 and wider._loaded is first._loaded
     assert isinstance(get_provider(config, "hosted"), OpenAIProvider)
-    with pytest.raises(UsageError, match="not yet supported"):
+    with pytest.raises(UsageError, match="has not been built yet"):
         get_provider(config, "base-4bit")
     with pytest.raises(UsageError, match="remote") as info:
         get_provider(config, "hosted", adapter_path=tmp_path)

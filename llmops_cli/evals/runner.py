@@ -252,9 +252,9 @@ def model_fingerprint(config: ProjectConfig, model: str) -> str:
     if model in config.models:
         return fingerprint(resolve(config.models[model], config.root))
     if model in config.quantized:
-        from llmops_cli.versioning import ArtifactRegistry
+        from llmops_cli.quantize.loading import quantized_folder
 
-        folder = ArtifactRegistry.for_config(config).folder("quantized", model)
+        folder = quantized_folder(config, model)  # the build being checked, before it is registered
         if (folder / "config.json").is_file():
             return folder_fingerprint(folder)
     return f"name:{model}"  # get_provider raises the helpful error for an unknown name
