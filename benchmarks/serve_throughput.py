@@ -16,7 +16,7 @@ transaction), with ``log_many`` (one caller, big transactions), and the obvious 
 INSERT and commit per record, same WAL settings), and prints records/s and the ratios.
 
     python benchmarks/serve_throughput.py [--requests 200] [--clients 16] [--max-tokens 16] [--rounds 5]
-                                          [--records 100000] [--no-batching] [--skip-server]
+                                          [--records 100000] [--no-batching] [--skip-server] [--threads N]
 """
 
 from __future__ import annotations
@@ -65,6 +65,11 @@ KEY = "bench-key"
 
 
 def serve(project: str, port: int, max_batch: int) -> None:
+    threads = int(os.environ.get("BENCH_TORCH_THREADS", "0"))
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     from llmops_cli.config import load_config
     from llmops_cli.serve import ServeOptions, create_app, run_server
 
@@ -296,11 +301,14 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--no-batching", action="store_true", help="also run 16 clients against --max-batch 1")
     parser.add_argument("--skip-server", action="store_true", help="only the monitor store ingest")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads in the server (default: torch's)")
     parser.add_argument("--serve", nargs=3, metavar=("PROJECT", "PORT", "MAX_BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve[0], int(args.serve[1]), int(args.serve[2]))
         return
+    if args.threads:
+        os.environ["BENCH_TORCH_THREADS"] = str(args.threads)  # read by the server subprocess
     if not args.skip_server:
         server_part(args)
     ingest_part(args.records)

@@ -588,36 +588,13 @@ def test_monitor_store_lives_in_the_ignored_state_folder(project: Path) -> None:
 # --- CLI ---------------------------------------------------------------------------------------------------
 
 
-# `serve` is registered in llmops_cli/cli/app.py by the lead; until then the probe adds it itself.
-CLI_WITH_SERVE = """
-import sys
-from llmops_cli.cli.app import app
-from llmops_cli.cli import serve
-if not any(getattr(c.callback, "__name__", "") == "serve" for c in app.registered_commands):
-    app.command()(serve.serve)
-sys.argv[0] = "llmops"
-app()
-"""
-
-
 def test_serve_cli_runs_in_the_foreground_and_stops_on_ctrl_c(served: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "LLMOPS_API_KEYS": KEY, "NO_COLOR": "1"}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            CLI_WITH_SERVE,
-            "-C",
-            str(served),
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
+        [sys.executable, "-m", "llmops_cli", "-C", str(served), "serve", "--port", str(port), "--log-level", "warning"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -147,6 +147,8 @@ def _account(info: RequestInfo, results: Sequence[GenerationResult], *, prompts:
     info.prompt_tokens, info.completion_tokens = use["prompt_tokens"], use["completion_tokens"]
     info.output = results[0].text if len(results) == 1 else json.dumps([r.text for r in results], ensure_ascii=False)
     info.meta["finish_reason"] = [r.finish_reason for r in results] if len(results) > 1 else results[0].finish_reason
+    # The model's own time (its batch's), so the monitor can tell queueing from generating.
+    info.meta["generation_ms"] = round(max(r.latency_ms for r in results), 3)
 
 
 async def _stream(
