@@ -669,3 +669,22 @@ def test_a_package_archive_is_unpacked_and_served(served: Path, tmp_path: Path) 
     assert record is not None and record.package == "bot@v1"
     manifest = json.loads((root / "manifest.json").read_text())
     assert record.git_sha == manifest["git_sha"] and len(record.git_sha) == 40 and record.meta["chain"] == "ask"
+
+
+def test_bounded_load_200_requests_16_concurrent_all_in_llmops_monitor(served: Path, cli: Any) -> None:
+    """The issue's load test on the tiny model: 200 chats from 16 threads, no 5xx, all 200 in `llmops monitor`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with running(served, max_batch=8) as (url, _app), httpx.Client(timeout=120) as http:
+
+        def one(i: int) -> int:
+            return http.post(url + "/v1/chat/completions", json=chat_body(f"question {i}"), headers=auth()).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(one, range(200)))
+    assert statuses.count(200) == 200, sorted(set(statuses))
+    result = cli("monitor", "--json", "--no-drift", "--no-eval", "--endpoint", "/v1/chat/completions", cwd=served)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["metrics"]["requests"] == 200
+    assert report["metrics"]["error_rate"] == 0
