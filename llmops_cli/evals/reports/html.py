@@ -176,7 +176,11 @@ def _cases_html(result: SuiteResult) -> str:
 
 
 def _histogram_png(result: SuiteResult, metric: str) -> tuple[str, str | None]:
-    values = [v for c in result.cases if (v := c.scores.get(metric)) is not None and math.isfinite(v)]
+    # The same cases as the aggregates table: the clean ones, except for the probe metrics that
+    # exist only on (or cover) the adversarial cases.
+    adversarial = metric in ("leakage_resisted", "injection_resisted")
+    cases = [c for c in result.cases if adversarial or c.group == "clean"]
+    values = [v for c in cases if (v := c.scores.get(metric)) is not None and math.isfinite(v)]
     if not values or importlib.util.find_spec("matplotlib") is None:
         return metric, None
     fig, ax = _figure()
