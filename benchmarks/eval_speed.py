@@ -60,7 +60,7 @@ def main() -> None:
     sh(LLMOPS, "models", "prepare", "base", cwd=project)
     sh(LLMOPS, "index", "kb", cwd=project)
 
-    common = [LLMOPS, "eval", SUITE, "--limit", str(args.cases), "--no-adapters", "--no-save", "-q"]
+    common = [LLMOPS, "-q", "eval", SUITE, "--limit", str(args.cases), "--no-adapters", "--no-save"]
     cold = sh(*common, "--no-cache", cwd=project)
     cached = sh(*common, cwd=project)
 
