@@ -74,6 +74,24 @@ def tiny_tokenizer() -> Any:
 
 
 @pytest.fixture(scope="module")
+def untied_llama_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any) -> Path:
+    """A tiny random Llama with untied embeddings (what LoRA merging and bitsandbytes need), as an HF folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tiny_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128, bos_token_id=0,
+        eos_token_id=1, pad_token_id=1, tie_word_embeddings=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("untied-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any) -> Path:
     """A 2-layer, hidden-32 random Llama saved with its tokenizer: a complete local HF folder."""
     import torch

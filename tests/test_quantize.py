@@ -17,7 +17,7 @@ import pytest
 
 from llmops_cli.errors import EXIT_GATE, EXIT_USAGE, ConfigError, UsageError
 from tests.conftest import git
-from tests.test_models import tiny_tokenizer  # noqa: F401  (fixture)
+from tests.test_models import tiny_tokenizer, untied_llama_dir  # noqa: F401  (fixtures)
 
 LORA_TARGETS = ["q_proj", "v_proj"]
 
@@ -29,23 +29,6 @@ def _cuda() -> bool:
 
 
 # --- fixtures ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def quant_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any) -> Path:  # noqa: F811
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tiny_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128, bos_token_id=0,
-        eos_token_id=1, pad_token_id=1, tie_word_embeddings=False,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("quant-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
 
 
 QUANTIZED = {
@@ -97,8 +80,8 @@ def write_project(root: Path, model_dir: Path, quantized: dict[str, Any] | None 
 
 
 @pytest.fixture
-def qproject(tmp_path: Path, quant_model_dir: Path) -> Path:
-    return write_project(tmp_path / "proj", quant_model_dir)
+def qproject(tmp_path: Path, untied_llama_dir: Path) -> Path:
+    return write_project(tmp_path / "proj", untied_llama_dir)
 
 
 def load(root: Path) -> Any:
@@ -166,10 +149,12 @@ def test_spec_defaults_and_params(qproject: Path) -> None:
     assert parse_quantize_spec(load(qproject), "q4-lora").ships_adapter
 
 
-def test_spec_errors(tmp_path: Path, quant_model_dir: Path) -> None:
+def test_spec_errors(tmp_path: Path, untied_llama_dir: Path) -> None:
     from llmops_cli.quantize import parse_quantize_spec
 
-    root = write_project(tmp_path / "p", quant_model_dir, {"q4": {"model": "tiny", "bits": 4, "max_quality_drop": 0.1}})
+    root = write_project(
+        tmp_path / "p", untied_llama_dir, {"q4": {"model": "tiny", "bits": 4, "max_quality_drop": 0.1}}
+    )
     config = load(root)
     with pytest.raises(UsageError, match="no quantized model 'q4x'") as info:
         parse_quantize_spec(config, "q4x")
@@ -256,10 +241,10 @@ def test_models_entry_over_a_quantized_folder_loads_as_saved(tmp_path: Path, qpr
     assert prequantized_folder(plain, qproject) is None
 
 
-def test_merge_quantizes_base_plus_adapter(qproject: Path, quant_model_dir: Path) -> None:
+def test_merge_quantizes_base_plus_adapter(qproject: Path, untied_llama_dir: Path) -> None:
     from llmops_cli.quantize import quantize
 
-    add_adapter(qproject, quant_model_dir)
+    add_adapter(qproject, untied_llama_dir)
     config = load(qproject)
     merged = quantize(config, "q4-merged", device="cpu", baseline=False, **FAST)
     plain = quantize(config, "q4", device="cpu", baseline=False, **FAST)
@@ -277,11 +262,11 @@ def test_merge_quantizes_base_plus_adapter(qproject: Path, quant_model_dir: Path
     assert len(greedy(merged_dir)) == 4
 
 
-def test_unmerged_adapter_ships_beside_the_base(qproject: Path, quant_model_dir: Path) -> None:
+def test_unmerged_adapter_ships_beside_the_base(qproject: Path, untied_llama_dir: Path) -> None:
     from llmops_cli.providers import clear_provider_cache, get_provider
     from llmops_cli.quantize import quantize
 
-    adapter = add_adapter(qproject, quant_model_dir)
+    adapter = add_adapter(qproject, untied_llama_dir)
     config = load(qproject)
     quantize(config, "q4-lora", device="cpu", **FAST)
     folder = qproject / "artifacts/quantized/q4-lora"

@@ -33,7 +33,7 @@ from llmops_cli.tune.formatting import (
 )
 from llmops_cli.tune.spec import LoraSpec, QuantSpec, TrainingSpec, TuneConfig
 from tests.conftest import SAMPLE_PROJECT, git
-from tests.test_models import REPO_ROOT, tiny_tokenizer  # noqa: F401  (fixture)
+from tests.test_models import REPO_ROOT, tiny_tokenizer, untied_llama_dir  # noqa: F401  (fixtures)
 
 TRAINING = {"max_steps": 12, "batch_size": 4, "max_seq_len": 128, "learning_rate": 0.01, "save_steps": 4,
             "logging_steps": 2, "eval_split": 0.2, "warmup_ratio": 0.0, "seed": 7}  # fmt: skip
@@ -52,23 +52,6 @@ def examples(n: int, start: int = 0) -> list[dict[str, Any]]:
 
 
 # --- fixtures ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tune_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any) -> Path:  # noqa: F811
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tiny_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128, bos_token_id=0,
-        eos_token_id=1, pad_token_id=1, tie_word_embeddings=False,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tune-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
 
 
 def write_project(root: Path, model_dir: Path, *, rows: int = 60, training: dict[str, Any] | None = None) -> Path:
@@ -104,8 +87,8 @@ def write_project(root: Path, model_dir: Path, *, rows: int = 60, training: dict
 
 
 @pytest.fixture
-def tune_project(tmp_path: Path, tune_model_dir: Path) -> Path:
-    return write_project(tmp_path / "proj", tune_model_dir)
+def tune_project(tmp_path: Path, untied_llama_dir: Path) -> Path:
+    return write_project(tmp_path / "proj", untied_llama_dir)
 
 
 def tune_config(dropout: float = 0.1, **training: Any) -> TuneConfig:
@@ -209,13 +192,13 @@ def test_parse_sample_project_adapters() -> None:
         parse_tune_config(config, "nope")
 
 
-def test_parse_rejects_unusable_entries(tmp_path: Path, tune_model_dir: Path) -> None:
+def test_parse_rejects_unusable_entries(tmp_path: Path, untied_llama_dir: Path) -> None:
     import yaml
 
     from llmops_cli.config import load_config
     from llmops_cli.tune import parse_tune_config
 
-    root = write_project(tmp_path / "p", tune_model_dir)
+    root = write_project(tmp_path / "p", untied_llama_dir)
     doc = yaml.safe_load((root / "llmops.yaml").read_text())
     doc["adapters"]["a-lora"]["quantization"] = {"bits": 4}
     (root / "docs").mkdir()
@@ -289,7 +272,7 @@ def test_packing_never_splits_and_masks_boundaries(tiny_tokenizer: Any) -> None:
     assert "attention_mask" not in batch and batch["position_ids"].shape == batch["input_ids"].shape
 
 
-def test_packed_loss_equals_unpacked_loss(tune_model_dir: Path, tiny_tokenizer: Any) -> None:  # noqa: F811
+def test_packed_loss_equals_unpacked_loss(untied_llama_dir: Path, tiny_tokenizer: Any) -> None:  # noqa: F811
     """Position ids that restart make transformers isolate the packed examples: same loss, exactly.
 
     (Only without a KV cache: with one, transformers skips the packed-sequence mask. Training never
@@ -298,7 +281,7 @@ def test_packed_loss_equals_unpacked_loss(tune_model_dir: Path, tiny_tokenizer: 
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tune_model_dir).eval()
+    model = AutoModelForCausalLM.from_pretrained(untied_llama_dir).eval()
     items, _ = tokenize_examples(examples(8), tiny_tokenizer, 64)
 
     def summed_loss(rows: list[Any]) -> float:
@@ -360,9 +343,9 @@ def _train(folder: Path, run_dir: Path, tune: TuneConfig, rows: int = 40, **kwar
     return train(tune, base_of(folder), examples(rows), examples(10, start=100), run_dir, **kwargs)
 
 
-def test_lora_training_lowers_eval_loss_and_writes_checkpoints(tune_model_dir: Path, tmp_path: Path) -> None:
+def test_lora_training_lowers_eval_loss_and_writes_checkpoints(untied_llama_dir: Path, tmp_path: Path) -> None:
     events: list[Any] = []
-    result = _train(tune_model_dir, tmp_path / "run", tune_config(), progress=events.append)
+    result = _train(untied_llama_dir, tmp_path / "run", tune_config(), progress=events.append)
     assert result.eval_loss_after < result.eval_loss_before
     assert result.steps == result.total_steps == 12 and result.tokens > 0 and result.trainable_params == 2048
     assert {e.kind for e in events} >= {"phase", "start", "step", "eval", "checkpoint", "done"}
@@ -379,12 +362,12 @@ def test_lora_training_lowers_eval_loss_and_writes_checkpoints(tune_model_dir: P
     }  # fmt: skip
 
 
-def test_gradient_accumulation_matches_one_bigger_batch(tune_model_dir: Path, tmp_path: Path) -> None:
+def test_gradient_accumulation_matches_one_bigger_batch(untied_llama_dir: Path, tmp_path: Path) -> None:
     """The loss of a step is a mean over all its target tokens, however many micro-batches carry them."""
 
     def first_step(run: str, **training: Any) -> dict[str, Any]:
         tune = tune_config(dropout=0.0, max_steps=1, logging_steps=1, **training)
-        _train(tune_model_dir, tmp_path / run, tune, rows=4)  # 4 rows: the first step sees all of them
+        _train(untied_llama_dir, tmp_path / run, tune, rows=4)  # 4 rows: the first step sees all of them
         return [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()][1]
 
     one = first_step("a", batch_size=4)
@@ -393,10 +376,12 @@ def test_gradient_accumulation_matches_one_bigger_batch(tune_model_dir: Path, tm
     assert one["grad_norm"] == pytest.approx(two["grad_norm"], rel=1e-4)  # the gradient, before clipping
 
 
-def test_stop_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tune_model_dir: Path, tmp_path: Path) -> None:
+def test_stop_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
+    untied_llama_dir: Path, tmp_path: Path
+) -> None:
     from llmops_cli.tune import TrainingInterrupted
 
-    full = _train(tune_model_dir, tmp_path / "full", tune_config(packing=True))
+    full = _train(untied_llama_dir, tmp_path / "full", tune_config(packing=True))
     seen: list[int] = []
 
     def record(event: Any) -> None:
@@ -405,11 +390,11 @@ def test_stop_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tune_mo
 
     with pytest.raises(TrainingInterrupted, match="stopped at step 5/12") as stopped:
         _train(
-            tune_model_dir, tmp_path / "cut", tune_config(packing=True), progress=record, stop=lambda: len(seen) >= 5
+            untied_llama_dir, tmp_path / "cut", tune_config(packing=True), progress=record, stop=lambda: len(seen) >= 5
         )
     assert stopped.value.exit_code == EXIT_INTERRUPTED and "--resume" in (stopped.value.hint or "")
     assert (tmp_path / "cut" / "checkpoint-5" / "trainer_state.json").is_file()
-    resumed = _train(tune_model_dir, tmp_path / "cut", tune_config(packing=True), resume=True)
+    resumed = _train(untied_llama_dir, tmp_path / "cut", tune_config(packing=True), resume=True)
     assert resumed.resumed_from == 5 and resumed.steps == 12
     assert resumed.eval_loss_before == full.eval_loss_before  # restored from the checkpoint
     assert_same_tensors(adapter_tensors(full.adapter_dir), adapter_tensors(resumed.adapter_dir))
@@ -424,7 +409,7 @@ def test_stop_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tune_mo
         assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-6) for k in a), (a, b)
 
 
-def test_qlora_trains_on_the_cpu(tune_model_dir: Path, tmp_path: Path) -> None:
+def test_qlora_trains_on_the_cpu(untied_llama_dir: Path, tmp_path: Path) -> None:
     """bitsandbytes >= 0.49 runs 4-bit (nf4, fp4) and 8-bit layers on the CPU, forward and backward."""
     import dataclasses
 
@@ -432,7 +417,7 @@ def test_qlora_trains_on_the_cpu(tune_model_dir: Path, tmp_path: Path) -> None:
                   QuantSpec(bits=8)):  # fmt: skip
         tune = dataclasses.replace(tune_config(max_steps=8), method="qlora", quantization=quant)
         run = tmp_path / f"{quant.bits}-{quant.quant_type}"
-        result = _train(tune_model_dir, run, tune)
+        result = _train(untied_llama_dir, run, tune)
         assert result.eval_loss_after < result.eval_loss_before, quant
         lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         # Evals run between steps: training after them must still get gradients (see keep_4bit_trainable).
@@ -476,15 +461,15 @@ def test_tune_registers_a_peft_adapter_with_lineage(tune_cli: Any, tune_project:
 
 
 def test_adapter_loads_with_plain_peft_and_changes_the_output(tune_cli: Any, tune_project: Path,
-                                                              tune_model_dir: Path) -> None:  # fmt: skip
+                                                              untied_llama_dir: Path) -> None:  # fmt: skip
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     assert tune_cli("tune", "a-lora", cwd=tune_project).exit_code == 0
-    tokenizer = AutoTokenizer.from_pretrained(tune_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(untied_llama_dir)
     ids = tokenizer("what is the capital of france?", return_tensors="pt").input_ids
-    base = AutoModelForCausalLM.from_pretrained(tune_model_dir).eval()
+    base = AutoModelForCausalLM.from_pretrained(untied_llama_dir).eval()
     with torch.no_grad():
         before = base(ids).logits
     tuned = PeftModel.from_pretrained(base, str(tune_project / "artifacts" / "adapter" / "a-lora")).eval()
@@ -662,11 +647,11 @@ gpu = pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("method", ["lora", "qlora"])
-def test_training_on_a_gpu_in_mixed_precision(tune_model_dir: Path, tmp_path: Path, method: str) -> None:
+def test_training_on_a_gpu_in_mixed_precision(untied_llama_dir: Path, tmp_path: Path, method: str) -> None:
     import dataclasses
 
     tune = dataclasses.replace(tune_config(max_steps=6), method=method,
                                quantization=QuantSpec() if method == "qlora" else None)  # fmt: skip
-    result = _train(tune_model_dir, tmp_path / "run", tune)
+    result = _train(untied_llama_dir, tmp_path / "run", tune)
     assert result.device == "cuda" and result.precision in ("bf16", "fp16")
     assert result.eval_loss_after < result.eval_loss_before
