@@ -24,7 +24,7 @@ from typing import Any
 from llmops_cli.errors import UsageError, VersioningError
 from llmops_cli.paths import STATE_DIR, atomic_write_text, file_lock
 from llmops_cli.versioning.gitrepo import GitRepo
-from llmops_cli.versioning.store import POINTER_SUFFIX, ContentStore, Pointer, sha256_file
+from llmops_cli.versioning.store import POINTER_SUFFIX, ContentStore, Pointer, check_digest, copy_hashed
 
 KINDS = ("dataset", "adapter", "eval", "quantized", "package", "deploy", "index", "model")
 MANIFEST = "artifact.json"
@@ -183,6 +183,7 @@ class ArtifactRegistry:
                 raise UsageError(f"artifact file '{rel}' may not end in {POINTER_SUFFIX}")
         ref = ArtifactRef(kind, name)
         with self.lock():
+            self._sweep_leftovers()
             repo = self.git
             version = self.latest_version(ref) + 1
             tag = ref.tag(version)
@@ -191,13 +192,14 @@ class ArtifactRegistry:
             message = self._message(manifest, summary)
             trash = self._swap_in(staged, final)
             try:
-                commit = repo.commit_paths([repo.relpath(final)], message)
+                # Commit and tag land in one ref transaction: killed at any step, the repository
+                # holds either the whole version or none of it, and a rerun makes exactly one.
+                commit = repo.commit_paths([repo.relpath(final)], message, tag=tag)
             except BaseException:
                 self._restore(final, trash)
                 raise
             if trash is not None:
                 shutil.rmtree(trash, ignore_errors=True)
-            repo.tag(tag, commit, message)
             return ArtifactVersion(kind, name, version, commit, tag, manifest["created"], manifest)
 
     def _stage(
@@ -220,8 +222,8 @@ class ArtifactRegistry:
                     raise UsageError(f"artifact file source {source} does not exist or is not a file")
                 dest = staged / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, dest)
-                sha, size = sha256_file(dest), dest.stat().st_size
+                with open(source, "rb") as src, open(dest, "wb") as out:
+                    sha, size = copy_hashed(src, out)
                 stored = size > self.threshold
                 if stored:
                     self.store.put(dest, sha)
@@ -260,6 +262,16 @@ class ArtifactRegistry:
         head = f"llmops: {manifest['artifact']} v{manifest['version']}"
         body = f"\n\n{summary}" if summary else ""
         return f"{head}{body}\n\n{format_trailers(manifest)}\n"
+
+    def _sweep_leftovers(self) -> None:
+        """Remove what a killed register/checkout left in ``.llmops/tmp`` (we hold the lock)."""
+        tmp = self.state / "tmp"
+        if not tmp.is_dir():
+            return
+        prefixes = tuple(f"{kind}-" for kind in KINDS) + ("old-", "checkout-")
+        for entry in tmp.iterdir():
+            if entry.is_dir() and not entry.is_symlink() and entry.name.startswith(prefixes):
+                shutil.rmtree(entry, ignore_errors=True)
 
     def _swap_in(self, staged: Path, final: Path) -> Path | None:
         """Replace ``final`` by ``staged`` with renames; returns where the old folder went."""
@@ -320,7 +332,12 @@ class ArtifactRegistry:
         text = self.git.show_file(version.commit, self.manifest_path(version.kind, version.name))
         if text is None:
             raise VersioningError(f"{version.tag}: {MANIFEST} is missing from commit {version.commit[:10]}")
-        manifest: dict[str, Any] = json.loads(text)
+        try:
+            manifest = json.loads(text)
+        except ValueError as exc:
+            raise VersioningError(f"{version.tag}: {MANIFEST} is not valid JSON ({exc})") from None
+        if not isinstance(manifest, dict):
+            raise VersioningError(f"{version.tag}: {MANIFEST} is not a JSON object")
         return manifest
 
     # -- checkout ------------------------------------------------------------------------------
@@ -340,7 +357,7 @@ class ArtifactRegistry:
                     data = self.git.blob_bytes(blob)
                     dest.write_bytes(data)
                     if rel.endswith(POINTER_SUFFIX):
-                        ptr = Pointer.loads(data.decode(), origin=path)
+                        ptr = Pointer.loads(data.decode("utf-8", "replace"), origin=f"{path} in {version.tag}")
                         self.store.copy_out(ptr.sha256, staged / rel[: -len(POINTER_SUFFIX)])
             except BaseException:
                 shutil.rmtree(staged, ignore_errors=True)
@@ -356,11 +373,12 @@ class ArtifactRegistry:
         if all_versions:
             for version in self.versions():
                 for entry in self.read_manifest(version).get("files", []):
-                    if entry.get("stored"):
-                        wanted[entry["sha256"]] = entry["size"]
+                    if isinstance(entry, dict) and entry.get("stored"):
+                        origin = f"{version.tag}: {MANIFEST} entry {str(entry.get('path'))[:60]!r}"
+                        wanted[check_digest(entry.get("sha256"), origin=origin)] = int(entry.get("size") or 0)
             return wanted
         base = self.project_root / self.artifacts_dir
         for ptr_file in base.rglob("*" + POINTER_SUFFIX) if base.is_dir() else []:
-            ptr = Pointer.loads(ptr_file.read_text(), origin=str(ptr_file))
+            ptr = Pointer.loads(ptr_file.read_text(errors="replace"), origin=str(ptr_file))
             wanted[ptr.sha256] = ptr.size
         return wanted

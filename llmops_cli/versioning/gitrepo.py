@@ -80,11 +80,13 @@ class GitRepo:
             return None
 
     # -- commits -------------------------------------------------------------------------------
-    def commit_paths(self, paths: Iterable[str], message: str) -> str:
+    def commit_paths(self, paths: Iterable[str], message: str, *, tag: str | None = None) -> str:
         """Commit the current content of ``paths`` (work-tree relative) and nothing else.
 
         Returns the new commit sha. The user's index keeps its other entries; for ``paths`` it is
-        reset to the new HEAD so ``git status`` shows them clean.
+        reset to the new commit so ``git status`` shows them clean. With ``tag``, an annotated tag
+        of that name (with ``message``) is created in the same ref transaction that moves HEAD:
+        a crash at any point leaves either both or neither, never an untagged artifact commit.
         """
         paths = sorted(set(paths))
         parent = self.head()
@@ -105,13 +107,38 @@ class GitRepo:
             if parent:
                 args += ["-p", parent]
             commit = self.git(*args)
-            self.git("update-ref", "-m", message.splitlines()[0], "HEAD", commit, parent or "0" * 40)
         finally:
             if os.path.exists(index_file):
                 os.unlink(index_file)
-        # Bring the user's own index in line with the new HEAD for our paths only.
+        tag_object = self._tag_object(tag, commit, message) if tag else None
+        # The user's own index follows the new commit for our paths only. Done before HEAD moves:
+        # if we die here, HEAD is unchanged and a rerun commits the same paths again.
         self.git("reset", "-q", commit, "--", *paths)
+        updates = [f"update HEAD {commit} {parent or '0' * 40}"]
+        if tag_object:
+            updates.append(f"create refs/tags/{tag} {tag_object}")
+        self._update_refs(updates, message.splitlines()[0])
         return commit
+
+    def _tag_object(self, name: str, commit: str, message: str) -> str:
+        """Write (but do not point any ref at) an annotated tag object; returns its sha."""
+        if self.git("tag", "--list", name):
+            raise VersioningError(f"tag {name} already exists", hint=f"'git show {name}' shows what it points to.")
+        self.git("check-ref-format", f"refs/tags/{name}")
+        tagger = self.git("var", "GIT_COMMITTER_IDENT")
+        body = f"object {commit}\ntype commit\ntag {name}\ntagger {tagger}\n\n{message.rstrip()}\n"
+        return self._git_stdin(body, "mktag")
+
+    def _update_refs(self, updates: list[str], reason: str) -> None:
+        """Apply ``updates`` (``git update-ref --stdin`` lines) all together or not at all."""
+        script = "start\n" + "".join(f"{line}\n" for line in updates) + "prepare\ncommit\n"
+        self._git_stdin(script, "update-ref", "-m", reason, "--stdin")
+
+    def _git_stdin(self, text: str, *args: str) -> str:
+        with tempfile.TemporaryFile() as stdin:  # gitpython's istream wants a real file
+            stdin.write(text.encode("utf-8"))
+            stdin.seek(0)
+            return self.git(*args, istream=stdin)
 
     def tag(self, name: str, commit: str, message: str) -> None:
         self.git("tag", "-a", name, commit, "-m", message)
