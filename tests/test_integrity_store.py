@@ -262,5 +262,5 @@ def test_registration_killed_at_every_git_step_never_half_registers(
         assert len(git(project, "tag", "--list", "adapter/faq/*").split()) == expected
         assert len(_llmops_commits(project)) == expected
         assert git(project, "status", "--porcelain", "--", "artifacts") == ""
-        assert not [p for p in (registry.state / "tmp").iterdir() if p.name.startswith(("adapter-", "old-"))]
+        assert not [p for p in (registry.state / "tmp").iterdir() if p.name.startswith(("register-", "old-"))]
         assert git(project, "rev-parse", f"adapter/faq/v{expected}^{{commit}}").strip() == version.commit

@@ -212,7 +212,7 @@ class ArtifactRegistry:
         metrics: Mapping[str, Any] | None,
         params: Mapping[str, Any] | None,
     ) -> tuple[Path, dict[str, Any]]:
-        staged = self.state / "tmp" / f"{ref.kind}-{ref.name}-{uuid.uuid4().hex[:8]}"
+        staged = self.state / "tmp" / f"register-{ref.kind}-{ref.name}-{uuid.uuid4().hex[:8]}"
         staged.mkdir(parents=True)
         entries, ignored = [], []
         try:
@@ -268,7 +268,7 @@ class ArtifactRegistry:
         tmp = self.state / "tmp"
         if not tmp.is_dir():
             return
-        prefixes = tuple(f"{kind}-" for kind in KINDS) + ("old-", "checkout-")
+        prefixes = ("register-", "old-", "checkout-")  # only our own: other commands use .llmops/tmp too
         for entry in tmp.iterdir():
             if entry.is_dir() and not entry.is_symlink() and entry.name.startswith(prefixes):
                 shutil.rmtree(entry, ignore_errors=True)
