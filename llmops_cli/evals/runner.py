@@ -212,6 +212,9 @@ class EvalRuntime(ProjectRuntime):
                     batcher = BatchingProvider(inner, max_batch=self.options.batch_size, max_pending=1_000_000)
                     self._batchers.append(batcher)
                 fingerprint = self.fingerprint(model)
+                engine = getattr(inner, "engine", "transformers")
+                if engine != "transformers":  # another engine answers differently: its own cache entries
+                    fingerprint = f"{fingerprint}|{engine}"
                 self._providers[key] = _EvalProvider(
                     self, batcher, fingerprint, adapter_id(adapter) if adapter else None
                 )
@@ -257,6 +260,11 @@ def model_fingerprint(config: ProjectConfig, model: str) -> str:
         folder = quantized_folder(config, model)  # the build being checked, before it is registered
         if (folder / "config.json").is_file():
             return folder_fingerprint(folder)
+        from llmops_cli.engines.gguf import GGUF_NAME
+        from llmops_cli.models.hashing import file_sha256
+
+        if (folder / GGUF_NAME).is_file():
+            return "sha256:" + file_sha256(folder / GGUF_NAME)
     return f"name:{model}"  # get_provider raises the helpful error for an unknown name
 
 

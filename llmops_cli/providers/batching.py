@@ -12,6 +12,11 @@ When does a batch leave?
   so the dispatcher knows nobody else is about to submit and does not wait at all);
 * with no registered clients (a server), ``max_wait_ms`` after its first request arrived.
 
+Providers that run several requests at once themselves (llama.cpp's parallel slots) say so with
+a ``concurrency`` attribute and a ``preferred_batch`` size: the dispatcher then keeps up to
+``concurrency`` calls of ``preferred_batch`` requests in flight, each in its own thread, and hands
+the next waiting request over the moment a call returns (continuous admission, no batch barrier).
+
 Admission is bounded: with ``max_pending`` requests already queued, ``generate`` raises
 :class:`Overloaded` at once, so a server answers 429 instead of queueing without limit.
 """
@@ -58,7 +63,10 @@ class BatchingProvider:
             raise ValueError("max_batch and max_pending must be at least 1")
         self.inner = inner
         self.name = inner.name
-        self.max_batch = max_batch
+        preferred = getattr(inner, "preferred_batch", None)
+        self.max_batch = min(max_batch, int(preferred)) if preferred else max_batch
+        self.concurrency = max(1, int(getattr(inner, "concurrency", 1) or 1))
+        self._in_flight = threading.Semaphore(self.concurrency)
         self.max_wait = max_wait_ms / 1000.0
         self.max_pending = max_pending
         self.batches = 0  # how many inner calls were made (tests and benchmarks read it)
@@ -133,9 +141,11 @@ class BatchingProvider:
 
     def _dispatch(self) -> None:
         while True:
+            self._in_flight.acquire()  # a free slot first: requests wait in the queue, counted as pending
             with self._cond:
                 while not self._ready():
                     if self._closed and not self._queue:
+                        self._in_flight.release()
                         return
                     timeout = None
                     if self._queue and not self._clients:
@@ -144,10 +154,22 @@ class BatchingProvider:
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
                 if self._queue:
                     self._first_arrival = time.monotonic()
+            if self.concurrency == 1:
+                self._run_and_release(batch)
+            else:
+                threading.Thread(
+                    target=self._run_and_release, args=(batch,), name=f"slot-{self.name}", daemon=True
+                ).start()
+
+    def _run_and_release(self, batch: list[_Pending]) -> None:
+        try:
             self._run(batch)
+        finally:
+            self._in_flight.release()
 
     def _run(self, batch: list[_Pending]) -> None:
-        self.batches += 1
+        with self._cond:
+            self.batches += 1
         try:
             results = self.inner.generate([item.request for item in batch])
             for item, result in zip(batch, results, strict=True):

@@ -17,6 +17,7 @@ from llmops_cli.errors import UsageError
 from llmops_cli.generation import Provider
 from llmops_cli.providers.local import LocalProvider, check_adapter_folder
 from llmops_cli.providers.openai_http import OpenAIProvider
+from llmops_cli.providers.runtime import LLAMA_CPP, choose_runtime
 
 if TYPE_CHECKING:
     from llmops_cli.config.model import ModelSpec, ProjectConfig
@@ -48,6 +49,9 @@ def get_provider(
     adapter = None if adapter_path is None else config.resolve_path(str(adapter_path)).resolve()
     if adapter is not None:
         check_adapter_folder(adapter)
+    choice = choose_runtime(spec, config.root, adapter=adapter, device=device)
+    if choice.engine == LLAMA_CPP:
+        return _llama_cpp_provider(config, spec, choice.gguf, adapter, device)
     key = ("local", str(config.root.resolve()), model_name, _entry_json(spec), str(adapter or ""), device)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
@@ -56,6 +60,37 @@ def get_provider(
             _CACHE[key] = cached
     assert isinstance(cached, LocalProvider)
     return cached if cached.batch_size == batch_size else cached.with_batch_size(batch_size)
+
+
+def _llama_cpp_provider(
+    config: ProjectConfig, spec: ModelSpec, gguf: Path | None, adapter: Path | None, device: str
+) -> Provider:
+    from llmops_cli.providers.llama_cpp import LlamaCppProvider
+
+    assert gguf is not None
+    key = ("llama-cpp", str(config.root.resolve()), spec.name, _entry_json(spec), str(adapter or ""), device)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is None:
+            cached = LlamaCppProvider(
+                spec,
+                gguf,
+                adapter_path=adapter,
+                base_folder=(lambda: _lora_base_folder(config, spec)) if adapter is not None else None,
+            )
+            _CACHE[key] = cached
+    return cached
+
+
+def _lora_base_folder(config: ProjectConfig, spec: ModelSpec) -> Path:
+    """An HF folder with the base model's config.json, which llama.cpp's LoRA converter reads."""
+    from llmops_cli.models import materialize
+
+    base = spec
+    quantized = spec.raw.get("quantized")
+    if quantized and quantized in config.quantized:
+        base = config.models[str(config.quantized[quantized].get("model"))]
+    return materialize(base, config.root)
 
 
 def clear_provider_cache() -> None:

@@ -60,9 +60,16 @@ def quantized_model_spec(config: ProjectConfig, name: str) -> ModelSpec:
 
         raise unknown_name_error(config, name)
     folder = quantized_folder(config, name)
-    check_built(folder, name)
     base = config.models.get(str(config.quantized[name].get("model")))
     base_raw = base.raw if base is not None else {}
+    if config.quantized[name].get("method") == "gguf":
+        gguf = check_built_gguf(folder, name)
+        raw_gguf: dict[str, Any] = {"source": str(gguf), "quantized": name, "gguf_build": str(gguf)}
+        for key in ("chat_template", "max_context", "parallel", "threads"):
+            if base_raw.get(key) is not None:
+                raw_gguf[key] = base_raw[key]
+        return ModelSpec(name=name, source=str(gguf), dtype="auto", raw=raw_gguf)
+    check_built(folder, name)
     raw: dict[str, Any] = {"source": str(folder), "quantized": name}
     # The base entry's loading options still apply: the quantized model is that model, smaller.
     for key in ("trust_remote_code", "chat_template", "max_context"):
@@ -122,6 +129,31 @@ def check_built(folder: Path, name: str) -> None:
         from llmops_cli.providers.local import check_adapter_folder
 
         check_adapter_folder(adapter)
+
+
+def check_built_gguf(folder: Path, name: str) -> Path:
+    """The GGUF file of a ``method: gguf`` build; says how to build or fetch it when missing."""
+    from llmops_cli.engines.gguf import GGUF_NAME
+
+    gguf = folder / GGUF_NAME
+    if gguf.is_file():
+        return gguf
+    if gguf.with_name(GGUF_NAME + ".ptr").is_file():
+        raise UnavailableError(
+            f"The GGUF of the quantized model '{name}' is in the content store, not in {folder}.",
+            hint="Run 'llmops pull' (or 'llmops checkout') to fetch it.",
+        )
+    raise UsageError(
+        f"The quantized model '{name}' has not been built yet (no {gguf}).",
+        hint=f"Build it with 'llmops quantize {name}' (or restore one: 'llmops checkout quantized/{name}@vN').",
+    )
+
+
+def is_built(folder: Path) -> bool:
+    """Whether ``folder`` holds a quantized build (bitsandbytes HF folder or GGUF)."""
+    from llmops_cli.engines.gguf import GGUF_NAME
+
+    return (folder / "config.json").is_file() or (folder / GGUF_NAME).is_file()
 
 
 def shipped_adapter(folder: Path) -> Path | None:

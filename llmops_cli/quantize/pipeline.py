@@ -169,6 +169,12 @@ def quantize(
     from llmops_cli.versioning import ArtifactRegistry
 
     spec = parse_quantize_spec(config, name)
+    if spec.method == "gguf":
+        from llmops_cli.quantize.gguf_build import quantize_gguf_entry
+
+        return quantize_gguf_entry(
+            config, spec, check=check, baseline=baseline, new_tokens=new_tokens, repeats=repeats, progress=progress
+        )
     require_quantization_stack(f"Quantizing '{name}'")
     if spec.adapter is not None:
         require("peft", extra="tune", purpose=f"Quantizing '{name}' with adapter '{spec.adapter}'")
@@ -472,6 +478,8 @@ def _summary(result: QuantizeResult) -> str:
 
 
 def _describe_params(params: dict[str, Any]) -> str:
+    if params.get("method") == "gguf":
+        return f"GGUF {params['type']}"
     if params["bits"] == 8:
         return "8-bit"
     return f"4-bit {params['quant_type']}"

@@ -182,7 +182,9 @@ class ModelCatalog:
         return self.config.resolve_path(self.config.storage.artifacts_dir) / kind / name
 
     def _built(self, quantized: str) -> bool:
-        return (self._artifact("quantized", quantized) / "config.json").is_file()
+        from llmops_cli.quantize.loading import is_built
+
+        return is_built(self._artifact("quantized", quantized))
 
     def _trained(self, adapter: str) -> bool:
         return adapter in self.config.adapters and (self.adapter_path(adapter) / "adapter_config.json").is_file()

@@ -4,8 +4,10 @@ For a local transformers model the text really is incremental: ``model.generate`
 thread with a ``TextIteratorStreamer`` and this iterator hands out the decoded text as it arrives,
 holding back the last few characters while they could still turn into a stop string. Such a
 request runs alone (batch of one) under the model's lock, so it does not share a batch with others.
-For any other provider (an OpenAI-compatible endpoint, a test double) the request goes through the
-batcher and the finished text is handed out in word-sized pieces.
+A provider with a public ``stream(request, cancel)`` generator (llama.cpp) streams the same way
+from one of its slots; the generator's return value carries the usage. For any other provider (an
+OpenAI-compatible endpoint, a test double) the request goes through the batcher and the finished
+text is handed out in word-sized pieces.
 
 Closing the iterator early (the client went away) stops the generation at the next token.
 """
@@ -36,7 +38,7 @@ class TextStream:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.finish_reason = "stop"
-        self.incremental = _local_inner(provider) is not None
+        self.incremental = _local_inner(provider) is not None or _streaming_inner(provider) is not None
         self._stopped_by_string = False
         self.closed_early = False  # close() came before the last piece (the client went away)
         self._cancel = threading.Event()
@@ -61,11 +63,14 @@ class TextStream:
 
     def _run(self) -> Generator[str, None, None]:
         local = _local_inner(self.provider)
+        streaming = _streaming_inner(self.provider)
         try:
-            if local is None:
-                yield from self._whole()
-            else:
+            if local is not None:
                 yield from self._incremental(local)
+            elif streaming is not None:
+                yield from self._from_provider(streaming)
+            else:
+                yield from self._whole()
         finally:
             if self.closed_early:
                 self.finish_reason = "cancelled"
@@ -78,6 +83,24 @@ class TextStream:
         for piece in _PIECES.findall(result.text):
             self.text += piece
             yield piece
+
+    def _from_provider(self, inner: Any) -> Iterator[str]:
+        """Pieces from the provider's own ``stream`` generator; its return value is the result."""
+        pieces = inner.stream(self.request, self._cancel)
+        try:
+            while True:
+                try:
+                    piece = next(pieces)
+                except StopIteration as finished:
+                    result = finished.value
+                    self.prompt_tokens, self.completion_tokens = result.prompt_tokens, result.completion_tokens
+                    if result.finish_reason != "cancelled":
+                        self.finish_reason = result.finish_reason
+                    return
+                self.text += piece
+                yield piece
+        finally:
+            pieces.close()  # the client went away: stop decoding and free the slot
 
     def _incremental(self, local: Any) -> Iterator[str]:
         from transformers import TextIteratorStreamer
@@ -176,6 +199,12 @@ def _local_inner(provider: Provider) -> Any:
 
     inner = getattr(provider, "inner", provider)
     return inner if isinstance(inner, LocalProvider) else None
+
+
+def _streaming_inner(provider: Provider) -> Any:
+    """The provider behind ``provider`` when it streams by itself (a public ``stream`` method)."""
+    inner = getattr(provider, "inner", provider)
+    return inner if callable(getattr(inner, "stream", None)) else None
 
 
 def _internals(local: Any) -> Any:
