@@ -10,6 +10,7 @@ is what these tests exercise, as in CI.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -137,11 +138,18 @@ def package_manifest(name: str = "bot", marker: str = "one", **changes: Any) -> 
 
 def register_package(root: Path, marker: str, **changes: Any) -> int:
     """Register a stand-in package archive as the next ``package/bot/vN``; returns N."""
+    manifest = package_manifest(marker=marker, **changes)
     members = {
-        "manifest.json": json.dumps(package_manifest(marker=marker, **changes)).encode(),
         "Dockerfile": f"# package {marker}\nFROM python:3.11-slim\nCOPY . /app\n".encode(),
         "llmops.yaml": b"version: 1\nname: proj\n",
     }
+    for entry in manifest["files"]:
+        members.setdefault(entry["path"], bytes(entry["size"]))
+    # A stand-in, but an honest one: unpacking checks every file against the manifest.
+    manifest["files"] = [
+        {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for p, d in members.items()
+    ]
+    members = {"manifest.json": json.dumps(manifest).encode(), **members}
     archive = root.parent / f"bot-{marker}.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for name, data in members.items():

@@ -23,6 +23,18 @@ if TYPE_CHECKING:
     from llmops_cli.package import PackageResult, VerifyReport
 
 ArchiveArg = Annotated[Path, typer.Argument(help="A package archive (.tar.gz) made by 'llmops package'.")]
+MaxBytesOpt = Annotated[
+    str | None,
+    typer.Option("--max-bytes", help="Refuse archives that unpack to more than this (e.g. 2TiB; default 1 TiB).",
+                 metavar="SIZE"),
+]  # fmt: skip
+MaxFilesOpt = Annotated[
+    int | None, typer.Option("--max-files", min=1, help="Refuse archives with more entries (default 100000).")
+]
+MaxManifestOpt = Annotated[
+    str | None,
+    typer.Option("--max-manifest-bytes", help="Refuse a larger manifest.json (default 64 MiB).", metavar="SIZE"),
+]
 
 
 class _DefaultBuildGroup(TyperGroup):
@@ -71,13 +83,20 @@ def build(
 
 
 @app.command("verify")
-def verify(archive: ArchiveArg, json_out: JsonOpt = False) -> None:
+def verify(
+    archive: ArchiveArg,
+    json_out: JsonOpt = False,
+    max_bytes: MaxBytesOpt = None,
+    max_files: MaxFilesOpt = None,
+    max_manifest_bytes: MaxManifestOpt = None,
+) -> None:
     """Recompute every file's sha256 and compare with the manifest; report missing, extra, altered
-    and unsafe files (exit code 4 when anything differs)."""
+    and unsafe files (exit code 4 when anything differs or the archive goes past a limit)."""
     from llmops_cli.package import PackageIntegrityError, verify_package
 
+    limits = _limits(max_bytes, max_files, max_manifest_bytes)
     with _progress(f"verify {archive.name}", enabled=not (json_out or STATE.quiet)) as report:
-        result = verify_package(archive, progress=lambda done, total: report("verify", done, total))
+        result = verify_package(archive, progress=lambda done, total: report("verify", done, total), limits=limits)
     if json_out:
         output.print_json(result.as_dict())
     else:
@@ -107,21 +126,24 @@ def unpack(
     archive: ArchiveArg,
     dest: Annotated[Path | None, typer.Argument(help="New folder to unpack into (default: ./PACKAGE).")] = None,
     prepare: Annotated[bool, typer.Option("--prepare", help="Also load indexes and prepare weights.")] = False,
+    max_bytes: MaxBytesOpt = None,
+    max_files: MaxFilesOpt = None,
+    max_manifest_bytes: MaxManifestOpt = None,
 ) -> None:
-    """Verify and safely unpack a package (refuses absolute paths, '..', escaping links, devices)."""
-    from llmops_cli.package import PackageIntegrityError, prepare_bundle, read_manifest, verify_package
+    """Verify and safely unpack a package in one pass: every file is checked against the manifest as
+    it is written, and nothing lands in DEST unless all of it matched (refuses absolute paths, '..',
+    links, devices, and archives past the size and file-count limits)."""
+    from llmops_cli.package import prepare_bundle, read_manifest
     from llmops_cli.package import unpack as unpack_archive
 
-    report = verify_package(archive)
-    if not report.ok:
-        raise PackageIntegrityError(
-            f"{archive}: {report.summary()}", hint=f"'llmops package verify {archive}' shows details."
-        )
-    target = dest or Path(str(read_manifest(archive).get("package") or archive.name.split(".")[0]))
-    root = unpack_archive(archive, target)
+    limits = _limits(max_bytes, max_files, max_manifest_bytes)
+    name = read_manifest(archive, limits=limits).get("package")
+    target = dest or Path(str(name if isinstance(name, str) and name.strip() else archive.name.split(".")[0]))
+    root = unpack_archive(archive, target, limits=limits)
     if prepare:
-        prepare_bundle(root)
-    output.success(f"unpacked {report.checked + 1} files into {root}")
+        prepare_bundle(root, verify=False)  # just verified while unpacking
+    files = len(read_manifest(archive, limits=limits).get("files", [])) + 1
+    output.success(f"unpacked and verified {files} files into {root}")
     steps = "serve" if prepare else f"package prepare && llmops -C {root} serve"
     output.info(f"serve it with: llmops -C {root} {steps}")
 
@@ -131,14 +153,18 @@ def prepare(
     no_models: Annotated[
         bool, typer.Option("--no-models", help="Only load indexes; leave model weights as they are.")
     ] = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Skip checking the folder against its manifest.json first.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Make an unpacked package ready to serve (run in its folder or with -C DIR): load the exported
-    vector indexes into its local store and prepare model weights. Already-done steps are skipped."""
+    """Make an unpacked package ready to serve (run in its folder or with -C DIR): check every file
+    against manifest.json (exit code 4 if any differs), then load the exported vector indexes into its
+    local store and prepare model weights. Already-done steps are skipped."""
     from llmops_cli.package import prepare_bundle
 
     with _progress("prepare", enabled=not (json_out or STATE.quiet)) as report:
-        result = prepare_bundle(STATE.project_root(), models=not no_models, progress=report)
+        result = prepare_bundle(STATE.project_root(), models=not no_models, progress=report, verify=not no_verify)
     if json_out:
         output.print_json(result.as_dict())
         return
@@ -148,6 +174,33 @@ def prepare(
         output.info(f"index {name}: already loaded")
     for name in result.models:
         output.info(f"model {name}: ready")
+
+
+def _limits(max_bytes: str | None, max_files: int | None, max_manifest_bytes: str | None) -> Any:
+    from dataclasses import replace
+
+    from llmops_cli.package import DEFAULT_LIMITS
+
+    limits = DEFAULT_LIMITS
+    if max_bytes is not None:
+        limits = replace(limits, max_total_bytes=_parse_size(max_bytes, "--max-bytes"))
+    if max_files is not None:
+        limits = replace(limits, max_files=max_files)
+    if max_manifest_bytes is not None:
+        limits = replace(limits, max_manifest_bytes=_parse_size(max_manifest_bytes, "--max-manifest-bytes"))
+    return limits
+
+
+def _parse_size(text: str, flag: str) -> int:
+    """``'500MiB'``, ``'2 GB'``, ``'1024'`` -> bytes (K/M/G/T: powers of 1024)."""
+    import re
+
+    from llmops_cli.errors import UsageError
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    if not match:
+        raise UsageError(f"{flag} {text!r} is not a size", hint="Write a number of bytes or e.g. 500MiB, 2GiB, 1TiB.")
+    return int(float(match[1]) * 1024 ** " kmgt".index(match[2] or " "))
 
 
 # -- rendering ------------------------------------------------------------------------------------------

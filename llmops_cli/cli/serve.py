@@ -153,9 +153,11 @@ def _unpacked(archive: Path, dest: Path | None) -> Path:
 
         dest = llmops_home() / "packages" / f"{archive.name.split('.')[0]}-{file_sha256(archive)[:16]}"
     if (dest / "llmops.yaml").is_file():
-        output.info(f"[dim]using {dest} (already unpacked)[/dim]")
+        output.info(f"[dim]using {dest} (already unpacked; checking it against its manifest)[/dim]")
+        verify = True
     else:
-        output.info(f"unpacking {archive} into {dest}")
-        dest = Path(unpack(archive, dest))
-    prepare_bundle(dest)  # vector indexes into the local store, model weights ready to load
+        output.info(f"verifying and unpacking {archive} into {dest}")
+        dest = Path(unpack(archive, dest))  # checks every file against the manifest as it is written
+        verify = False
+    prepare_bundle(dest, verify=verify)  # vector indexes into the local store, model weights ready to load
     return dest

@@ -10,13 +10,23 @@ Importing this package is cheap: torch, transformers and chromadb load only insi
 that need them.
 """
 
-from llmops_cli.package.archive import PackageIntegrityError, UnsafeArchiveError, unpack
+from llmops_cli.package.archive import (
+    DEFAULT_LIMITS,
+    PackageIntegrityError,
+    PackageLimitError,
+    ReadLimits,
+    UnsafeArchiveError,
+    unpack,
+)
 from llmops_cli.package.build import PackageResult, build_package
 from llmops_cli.package.bundle import PackagePlan, plan_package
 from llmops_cli.package.prepare import PrepareResult, prepare_bundle
-from llmops_cli.package.verify import VerifyReport, read_manifest, verify_package
+from llmops_cli.package.verify import VerifyReport, read_manifest, verify_package, verify_tree
 
 __all__ = [
+    "DEFAULT_LIMITS",
+    "PackageLimitError",
+    "ReadLimits",
     "PackageIntegrityError",
     "PackagePlan",
     "PackageResult",
@@ -29,4 +39,5 @@ __all__ = [
     "read_manifest",
     "unpack",
     "verify_package",
+    "verify_tree",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmops_cli.package.archive import MANIFEST_NAME
 from llmops_cli.package.indexes import VECTORS_DIR
 
 PrepareProgress = Callable[[str, int, int], None]  # (what, done, total)
@@ -28,11 +29,22 @@ class PrepareResult:
         return {"root": str(self.root), "restored": self.restored, "present": self.present, "models": self.models}
 
 
-def prepare_bundle(root: Path, *, models: bool = True, progress: PrepareProgress | None = None) -> PrepareResult:
-    """Prepare the unpacked package (or any project with exported indexes) at ``root``."""
+def prepare_bundle(
+    root: Path, *, models: bool = True, progress: PrepareProgress | None = None, verify: bool = True
+) -> PrepareResult:
+    """Prepare the unpacked package (or any project with exported indexes) at ``root``.
+
+    With ``verify`` (the default), an unpacked package (a folder with ``manifest.json``) is first
+    checked against its manifest, so nothing altered since it was unpacked is loaded or served.
+    """
     from llmops_cli.config import load_config
     from llmops_cli.package.indexes import restore_index
+    from llmops_cli.package.verify import verify_tree
 
+    if verify and (Path(root) / MANIFEST_NAME).exists():
+        if progress:
+            progress("verify", 0, 1)
+        verify_tree(Path(root))
     config = load_config(Path(root).resolve())
     result = PrepareResult(config.root)
     artifacts = config.resolve_path(config.storage.artifacts_dir)

@@ -18,11 +18,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from llmops_cli.package.archive import (
+    DEFAULT_LIMITS,
     MANIFEST_NAME,
+    Budget,
     PackageIntegrityError,
+    PackageLimitError,
+    ReadLimits,
     hash_member,
+    human_bytes,
     member_kind,
     member_problem,
+    parse_manifest_files,
     read_member_bytes,
 )
 
@@ -94,8 +100,14 @@ class _HashingFile(io.RawIOBase):
             self.size += len(block)
 
 
-def verify_package(archive: Path, *, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-    """Recompute every hash in ``archive`` and compare with its manifest; never raises for bad content."""
+def verify_package(
+    archive: Path, *, progress: Callable[[int, int], None] | None = None, limits: ReadLimits = DEFAULT_LIMITS
+) -> VerifyReport:
+    """Recompute every hash in ``archive`` and compare with its manifest; never raises for bad content.
+
+    Reading stops (``report.error``) as soon as the archive goes past one of ``limits``: a huge
+    manifest is never read into memory, and a bomb is not decompressed to the end.
+    """
     import tarfile
 
     archive = Path(archive)
@@ -115,20 +127,24 @@ def verify_package(archive: Path, *, progress: Callable[[int, int], None] | None
     with open(archive, "rb") as raw:
         hashing = _HashingFile(raw, on_bytes)
         try:
+            budget = Budget(archive, limits)
             with tarfile.open(fileobj=io.BufferedReader(hashing, _CHUNK), mode="r|gz") as tar:
                 for info in tar:
-                    _check_member(tar, info, archive, report, actual)
+                    budget.charge(info)
+                    _check_member(tar, info, archive, report, actual, limits)
         except PackageIntegrityError as error:
             report.error = error.message
         except Exception as error:  # gzip CRC, inflate, truncated tar: all mean a damaged file
             report.error = f"the archive is damaged: {type(error).__name__}: {error}"
         hashing.drain()
     report.sha256, report.size = hashing.digest.hexdigest(), hashing.size
-    _compare(report, actual)
+    _compare(report, actual, limits)
     return report
 
 
-def _check_member(tar: Any, info: Any, archive: Path, report: VerifyReport, actual: dict[str, tuple[str, int]]) -> None:
+def _check_member(
+    tar: Any, info: Any, archive: Path, report: VerifyReport, actual: dict[str, tuple[str, int]], limits: ReadLimits
+) -> None:
     problem = member_problem(info)
     name = posixpath.normpath(info.name)
     kind = member_kind(info)
@@ -143,6 +159,11 @@ def _check_member(tar: Any, info: Any, archive: Path, report: VerifyReport, actu
         report.unsafe.append({"path": info.name, "problem": f"{kind} entries are not part of a package"})
         return
     if name == MANIFEST_NAME:
+        if info.size > limits.max_manifest_bytes:
+            raise PackageLimitError(
+                f"{MANIFEST_NAME} is {human_bytes(info.size)}, more than the "
+                f"{human_bytes(limits.max_manifest_bytes)} a package manifest may have (not read; --max-manifest-bytes)"
+            )
         handle = tar.extractfile(info)
         data = handle.read() if handle else b""
         actual[name] = (hashlib.sha256(data).hexdigest(), len(data))
@@ -154,12 +175,16 @@ def _check_member(tar: Any, info: Any, archive: Path, report: VerifyReport, actu
     actual[name] = (hash_member(tar, info, archive), info.size)
 
 
-def _compare(report: VerifyReport, actual: dict[str, tuple[str, int]]) -> None:
+def _compare(report: VerifyReport, actual: dict[str, tuple[str, int]], limits: ReadLimits) -> None:
     if report.manifest is None:
         if report.error is None:
             report.error = f"no {MANIFEST_NAME}: not a package made by 'llmops package'"
         return
-    listed = {str(f["path"]): (str(f["sha256"]), int(f["size"])) for f in report.manifest.get("files", [])}
+    try:
+        listed = parse_manifest_files(report.manifest, report.archive, limits)
+    except PackageIntegrityError as error:
+        report.error = report.error or error.message
+        return
     for path, (sha, size) in sorted(listed.items()):
         if path not in actual:
             if report.error is None:  # after a read error, "missing" would only repeat it
@@ -173,11 +198,13 @@ def _compare(report: VerifyReport, actual: dict[str, tuple[str, int]]) -> None:
     report.checked = sum(1 for p in listed if p in actual)
 
 
-def read_manifest(archive: Path) -> dict[str, Any]:
+def read_manifest(archive: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """The manifest of a package archive (read from its first member, without unpacking)."""
-    data = read_member_bytes(Path(archive), MANIFEST_NAME)
+    data = read_member_bytes(Path(archive), MANIFEST_NAME, limit=limits.max_manifest_bytes, first=True)
     if data is None:
-        raise PackageIntegrityError(f"{archive} has no {MANIFEST_NAME}: not a package made by 'llmops package'.")
+        raise PackageIntegrityError(
+            f"{archive} does not start with {MANIFEST_NAME}: not a package made by 'llmops package'."
+        )
     try:
         manifest = json.loads(data)
     except ValueError as error:
@@ -185,3 +212,51 @@ def read_manifest(archive: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise PackageIntegrityError(f"{archive}: {MANIFEST_NAME} is not a JSON object")
     return manifest
+
+
+def verify_tree(root: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> int:
+    """Check an unpacked package folder against its ``manifest.json``; the number of files checked.
+
+    Every listed file must be a regular file inside ``root`` (no link on the way) with the listed
+    size and sha256. Raises :class:`PackageIntegrityError` (exit code 4) naming what differs.
+    """
+    import os
+
+    root = Path(root)
+    manifest_file = root / MANIFEST_NAME
+    if manifest_file.is_symlink() or not manifest_file.is_file():
+        raise PackageIntegrityError(f"{root} has no {MANIFEST_NAME}: it is not an unpacked package")
+    if manifest_file.stat().st_size > limits.max_manifest_bytes:
+        raise PackageLimitError(
+            f"{manifest_file} is {human_bytes(manifest_file.stat().st_size)}, more than the "
+            f"{human_bytes(limits.max_manifest_bytes)} a package manifest may have; it was not read"
+        )
+    try:
+        manifest = json.loads(manifest_file.read_bytes())
+    except ValueError as error:
+        raise PackageIntegrityError(f"{manifest_file} is not valid JSON ({error})") from None
+    listed = parse_manifest_files(manifest, root, limits)
+    base = os.path.realpath(root)
+    problems = []
+    for path, (sha, size) in sorted(listed.items()):
+        local = root / path
+        if os.path.realpath(local) != os.path.join(base, *path.split("/")) or not local.is_file():
+            problems.append(f"{path}: missing or replaced by a link")
+        elif local.stat().st_size != size:
+            problems.append(f"{path}: {local.stat().st_size} bytes, the manifest says {size}")
+        elif _sha256_path(local) != sha:
+            problems.append(f"{path}: content differs from the manifest")
+    if problems:
+        raise PackageIntegrityError(
+            f"{root} does not match its manifest: {len(problems)} file(s) differ: " + "; ".join(problems[:5]),
+            hint="Unpack the package again from its archive ('llmops package unpack ARCHIVE DIR').",
+        )
+    return len(listed)
+
+
+def _sha256_path(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
