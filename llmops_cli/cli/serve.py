@@ -97,6 +97,10 @@ def serve(
 
     for module, name in (("fastapi", "fastapi"), ("uvicorn", "uvicorn")):
         require(module, extra="serve", purpose="llmops serve", package=name)
+    if allow_code:  # also lets models with trust_remote_code: true load (see llmops_cli.models.trust)
+        from llmops_cli.models.trust import allow_project_code
+
+        allow_project_code()
     config = load_config(_unpacked(package, unpack_to)) if package is not None else STATE.config()
     options = resolve_options(
         config,

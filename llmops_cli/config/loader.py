@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmops_cli.config.containment import ALLOW_KEY, is_inside, outside_message
 from llmops_cli.config.envvars import expand
 from llmops_cli.config.model import ProjectConfig
 from llmops_cli.config.problems import Problem, ProblemList
@@ -99,6 +100,9 @@ def _check_prompt_files(
         file = spec.get("file") if isinstance(spec, dict) else None
         if not isinstance(file, str) or not (root / file).is_file():
             continue  # reported by the reference checker
+        allowed = isinstance(spec, dict) and spec.get(ALLOW_KEY) is True
+        if not allowed and not is_inside(root / file, root):
+            continue  # reported by the reference checker; an outside file is not read at all
         located = load_yaml_file(root / file, out)
         if located is None:
             continue
@@ -110,6 +114,8 @@ def _check_prompt_files(
             examples = pdata.get("examples")
             if isinstance(examples, str) and not (root / examples).is_file():
                 problems.add(("examples",), f"examples file '{examples}' does not exist")
+            elif isinstance(examples, str) and not allowed and not is_inside(root / examples, root):
+                problems.add(("examples",), outside_message(examples, root / examples, root, entry=f"prompts.{name}"))
         out.extend(problems.items)
         loaded[name] = pdata
     return loaded

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from llmops_cli.config.containment import ALLOW_KEY, is_inside, outside_message
 from llmops_cli.config.problems import ProblemList, did_you_mean
 from llmops_cli.config.yamlpos import Path_
 
@@ -36,24 +37,37 @@ class RefChecker:
         hint = did_you_mean(value, names)
         self.problems.add(path, f"unknown {what} '{value}'{hint}; declared: {declared}")
 
-    def file(self, path: Path_, value: Any, *, what: str, directory_ok: bool = False) -> None:
+    def file(
+        self, path: Path_, value: Any, *, what: str, directory_ok: bool = False, allow_outside: Any = False
+    ) -> None:
         if not isinstance(value, str) or "${" in value:
             return
         target = Path(value) if Path(value).is_absolute() else self.root / value
         if target.is_file() or (directory_ok and target.is_dir()):
+            self.inside(path, value, target, allow_outside=allow_outside)
             return
         kind = "file or directory" if directory_ok else "file"
         self.problems.add(path, f"{what} {kind} '{value}' does not exist (relative to {self.root})")
+
+    def inside(self, path: Path_, value: str, target: Path, *, allow_outside: Any) -> None:
+        """``target`` (from ``value`` at ``path``) must resolve inside the project unless allowed."""
+        if allow_outside is True or is_inside(target, self.root):
+            return
+        entry = ".".join(str(p) for p in path[:2])
+        self.problems.add(path, outside_message(value, target, self.root, entry=entry))
 
     def run(self) -> None:
         d = self.data
         models = _section(d, "models")
         for name, spec in _section(d, "prompts").items():
             if isinstance(spec, dict):
-                self.file(("prompts", name, "file"), spec.get("file"), what="prompt")
+                self.file(("prompts", name, "file"), spec.get("file"), what="prompt", allow_outside=spec.get(ALLOW_KEY))
         for name, spec in _section(d, "datasets").items():
             if isinstance(spec, dict):
-                self.file(("datasets", name, "path"), spec.get("path"), what="dataset", directory_ok=True)
+                self.file(
+                    ("datasets", name, "path"), spec.get("path"), what="dataset", directory_ok=True,
+                    allow_outside=spec.get(ALLOW_KEY),
+                )  # fmt: skip
         for name, spec in _section(d, "retrievers").items():
             if not isinstance(spec, dict):
                 continue

@@ -98,7 +98,7 @@ def check_dataset(config: ProjectConfig, name: str, *, training: bool | None = N
     renames: dict[str, str] = dict(spec.raw.get("fields") or {})
     if spec.format == "documents":
         return _check_documents(config, spec, path, declared, renames)
-    files = dataset_files(path, declared)
+    files = dataset_files(path, declared, root=config.root)
     check = DatasetCheck(name, spec.format, spec.path, [_display(f, config.root) for f in files], training)
     for file, shown in zip(files, check.files, strict=True):
         _check_file(check, file, shown, file_format_of(file, declared), renames)

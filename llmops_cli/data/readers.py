@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmops_cli.config.containment import check_walked
 from llmops_cli.errors import UsageError
 
 EXTENSIONS: dict[str, tuple[str, ...]] = {
@@ -54,8 +55,12 @@ def file_format_of(file: Path, declared: str) -> str:
     )
 
 
-def dataset_files(path: Path, declared: str) -> list[Path]:
-    """The files of a dataset: ``path`` itself, or the matching files under a folder (sorted)."""
+def dataset_files(path: Path, declared: str, *, root: Path | None = None) -> list[Path]:
+    """The files of a dataset: ``path`` itself, or the matching files under a folder (sorted).
+
+    With ``root`` (the project), a file that a symlink in the folder takes outside the project is
+    refused (see :mod:`llmops_cli.config.containment`).
+    """
     if path.is_file():
         return [path]
     if not path.is_dir():
@@ -68,6 +73,7 @@ def dataset_files(path: Path, declared: str) -> list[Path]:
     ]
     if not files:
         raise UsageError(f"No data files in {path} (looked for {', '.join(wanted)}).")
+    files = check_walked(files, path, root, what=f"dataset folder {path}")
     return sorted(files, key=lambda f: f.relative_to(path).as_posix())
 
 

@@ -212,7 +212,7 @@ def _register(
     from llmops_cli.versioning import Input, sha256_file
 
     spec = config.datasets[name]
-    sources = dataset_files(config.resolve_path(spec.path), str(spec.raw.get("file_format", "auto")))
+    sources = dataset_files(config.resolve_path(spec.path), str(spec.raw.get("file_format", "auto")), root=config.root)
     inputs = [Input(_relative(f, config.root), "sha256:" + sha256_file(f)) for f in sources]
     registry.ensure_state_dir()
     tmp = Path(tempfile.mkdtemp(prefix="dataset-", dir=registry.state))

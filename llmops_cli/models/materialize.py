@@ -154,13 +154,15 @@ def load_model(
     ``dtype`` overrides the entry's own; "auto" is float32 on CPU (half-precision matmuls there are
     slow or unsupported) and bfloat16 (else float16) on a GPU.
     """
+    from llmops_cli.models.trust import remote_code_allowed
+
+    trust = remote_code_allowed(spec.name, spec.raw.get("trust_remote_code", False))  # before any file is touched
     folder = materialize(spec, project_root)
     for module in ("torch", "transformers"):
         require(module, extra="models", purpose=f"Loading model '{spec.name}'")
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     torch_device = _check_device(device)
-    trust = bool(spec.raw.get("trust_remote_code", False))
     auto = AutoModelForCausalLM if is_causal_lm(folder) else AutoModel
     weights_dtype = torch_dtype(dtype or spec.dtype, device)
     model = auto.from_pretrained(str(folder), dtype=weights_dtype, local_files_only=True, trust_remote_code=trust)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmops_cli.config.containment import check_walked
 from llmops_cli.errors import UsageError
 
 # file_format -> the extensions it covers; "auto" in a folder takes the plain-document kinds.
@@ -67,7 +68,11 @@ def load_documents(
     """Every non-empty document under ``path`` (a folder or one file), in a deterministic order."""
     if not path.exists():
         raise UsageError(f"Dataset path {path} does not exist.", hint="Fix the dataset's 'path:' in llmops.yaml.")
-    files = [path] if path.is_file() else _walk(path, file_format)
+    files = (
+        [path]
+        if path.is_file()
+        else check_walked(_walk(path, file_format), path, root, what=f"documents folder {path}")
+    )
     documents: list[Document] = []
     seen: dict[str, Path] = {}
     for file in files:

@@ -30,13 +30,15 @@ class BaseModel:
 
     @classmethod
     def from_spec(cls, spec: Any, folder: Path) -> BaseModel:
+        from llmops_cli.models.trust import remote_code_allowed
+
         raw = spec.raw
         return cls(
             name=spec.name,
             source=spec.source or str(folder),
             folder=folder,
             dtype=spec.dtype,
-            trust_remote_code=bool(raw.get("trust_remote_code", False)),
+            trust_remote_code=remote_code_allowed(spec.name, raw.get("trust_remote_code", False)),
             chat_template=raw.get("chat_template"),
             max_context=raw.get("max_context"),
         )
