@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from llmops_cli.errors import UsageError
@@ -21,13 +21,11 @@ from llmops_cli.prompts.variables import prepare_variables
 _UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
 
 
-@cache
 def environment() -> Any:
-    """The one sandboxed, strict Jinja environment prompts render in."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+    """The one sandboxed, strict, bounded Jinja environment prompts render in (see ``prompts.sandbox``)."""
+    from llmops_cli.prompts.sandbox import environment as bounded
 
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    return bounded()
 
 
 @lru_cache(maxsize=1024)
@@ -52,9 +50,16 @@ def _render_source(spec: PromptSpec, key: str, source: str, values: Mapping[str,
     from jinja2 import TemplateError, UndefinedError
     from jinja2.sandbox import SecurityError
 
+    from llmops_cli.prompts.sandbox import RenderLimitExceeded, render_bounded
+
     at = f" ({where})" if where else ""
     try:
-        return str(_compile(source).render(values))
+        return render_bounded(_compile(source), values)
+    except RenderLimitExceeded as exc:
+        raise UsageError(
+            f"prompt '{spec.name}' {key}{at}: rendering stopped: {exc.what} (limit: {exc.limit})",
+            hint=f"Fix the template in {spec.file}; a prompt renders in milliseconds and to far less text.",
+        ) from None
     except UndefinedError as exc:
         match = _UNDEFINED.match(str(exc))
         declared = ", ".join(spec.variables) or "none"
