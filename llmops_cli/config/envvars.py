@@ -1,13 +1,51 @@
-"""``${VAR}`` and ``${VAR:-default}`` expansion in string values, with positions for errors."""
+"""``${VAR}`` and ``${VAR:-default}`` expansion in string values, with positions for errors.
+
+Which variables a project can read: every environment variable, unless an allow-list is in force.
+There are two, and a name must pass every one that is set:
+
+- ``LLMOPS_ENV_ALLOW`` in the environment (comma-separated names or globs such as ``OPENAI_*``):
+  how a CI job keeps its secrets out of prompts and configs whatever the repository says;
+- ``env: {allow: [...]}`` in ``llmops.yaml``: the names the project declares it reads (it applies
+  to llmops.yaml and to the prompt files of the project loaded last).
+
+A name that is not allowed is treated as unset: its ``:-default`` applies, else it is reported.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+ALLOW_ENV = "LLMOPS_ENV_ALLOW"
+_project_allow: dict[str, tuple[str, ...] | None] = {"patterns": None}
+
+
+def set_project_allow(patterns: list[str] | tuple[str, ...] | None) -> None:
+    """The ``env.allow`` list of the project being loaded (None: the project declares none)."""
+    _project_allow["patterns"] = None if patterns is None else tuple(str(p) for p in patterns)
+
+
+def allow_lists() -> list[tuple[str, tuple[str, ...]]]:
+    """The allow-lists in force, each as (where it comes from, patterns)."""
+    lists = []
+    raw = os.environ.get(ALLOW_ENV)
+    if raw is not None:
+        lists.append((ALLOW_ENV, tuple(p.strip() for p in raw.split(",") if p.strip())))
+    if _project_allow["patterns"] is not None:
+        lists.append(("env.allow in llmops.yaml", _project_allow["patterns"]))
+    return lists
+
+
+def refused_by(name: str) -> str | None:
+    """Which allow-list keeps ``name`` from being expanded, or None when it may be read."""
+    for where, patterns in allow_lists():
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            return where
+    return None
 
 
 def expand(
@@ -19,7 +57,8 @@ def expand(
 ) -> Any:
     """Return ``value`` with every ``${VAR}`` in its strings replaced; ``$$`` is a literal ``$``.
 
-    Unset variables without a default are passed to ``on_missing(path, name)`` and left as written.
+    Unset variables without a default are passed to ``on_missing(path, name)`` and left as written;
+    so are variables an allow-list refuses (:func:`refused_by` says which), which count as unset.
     """
     env = os.environ if env is None else env
     if isinstance(value, dict):
@@ -33,7 +72,7 @@ def expand(
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
-        if name in env:
+        if name in env and refused_by(name) is None:
             return env[name]
         if default is not None:
             return default

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.config.containment import ALLOW_KEY, is_inside, outside_message
-from llmops_cli.config.envvars import expand
+from llmops_cli.config.envvars import expand, refused_by, set_project_allow
 from llmops_cli.config.model import ProjectConfig
 from llmops_cli.config.problems import Problem, ProblemList
 from llmops_cli.config.references import RefChecker
@@ -62,6 +62,11 @@ def _check_document(located: Located, schema: str, env: Mapping[str, str] | None
         return located.data, problems
 
     def missing(path: tuple[str | int, ...], name: str) -> None:
+        refused = refused_by(name)
+        if refused is not None:
+            problems.add(path, f"environment variable ${{{name}}} may not be read here: it is not in {refused} "
+                         f"(add it there, or write ${{{name}:-default}})")  # fmt: skip
+            return
         problems.add(
             path,
             f"environment variable ${{{name}}} is not set (export it, or write ${{{name}:-default}})",
@@ -79,6 +84,9 @@ def validate_project(root: Path, *, env: Mapping[str, str] | None = None) -> Val
     located = load_yaml_file(path, all_problems)
     if located is None:
         return ValidationResult(None, all_problems)
+    raw_env = located.data.get("env") if isinstance(located.data, dict) else None
+    allow = raw_env.get("allow") if isinstance(raw_env, dict) else None
+    set_project_allow([str(p) for p in allow] if isinstance(allow, list) else None)
     data, problems = _check_document(located, "llmops", env)
     if isinstance(data, dict):
         RefChecker(data, root, problems).run()
