@@ -353,3 +353,32 @@ def test_damaged_archives_never_end_in_an_internal_error(tmp_path: Path, run: Ca
                 [str(tmp_path / f"{name}-app")] if command == "unpack" else []))  # fmt: skip
             assert result.exit_code == EXIT_VERSIONING, (name, command, result.output)
             assert not (tmp_path / f"{name}-app").exists()
+
+
+# -- artifact manifests a package is built from ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "sha", "message"),
+    [
+        ("../../../secret.txt", "a" * 64, "leaves the artifact folder"),
+        ("/etc/hostname", "a" * 64, "leaves the artifact folder"),
+        ("weights.bin", "..//etc/hostname", "not a sha256 digest"),
+    ],
+)
+def test_crafted_artifact_manifest_is_not_packed(
+    project: Path, tmp_path: Path, path: str, sha: str, message: str
+) -> None:
+    from llmops_cli.errors import VersioningError
+    from llmops_cli.package.sources import registered
+    from llmops_cli.versioning import ArtifactRegistry
+
+    registry = ArtifactRegistry(project)
+    folder = registry.folder("adapter", "faq")
+    folder.mkdir(parents=True)
+    (folder / "artifact.json").write_text(
+        json.dumps({"version": 1, "files": [{"path": path, "sha256": sha, "size": 3}]})
+    )
+    with pytest.raises(VersioningError, match=message) as info:
+        registered(registry, "adapter", "faq", hint="")
+    assert info.value.exit_code == EXIT_VERSIONING

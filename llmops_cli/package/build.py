@@ -153,7 +153,8 @@ def check_bundle_config(plan: PackagePlan) -> None:
             if entry.data is not None:
                 dest.write_bytes(entry.data)
             elif entry.source is not None:
-                os.symlink(entry.source.resolve(), dest)
+                # A copy, not a symlink: the bundle's paths must resolve inside it, as they will unpacked.
+                shutil.copyfile(entry.source, dest)
         result = validate_project(root, env=os.environ)
         if not result.ok:
             raise ConfigError(

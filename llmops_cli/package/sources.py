@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops_cli.errors import UnavailableError, UsageError
+from llmops_cli.errors import UnavailableError, UsageError, VersioningError
 from llmops_cli.package.archive import Entry
 
 if TYPE_CHECKING:
@@ -85,11 +85,16 @@ def registered(registry: ArtifactRegistry, kind: str, name: str, *, hint: str) -
         where = folder.relative_to(registry.project_root) if folder.is_relative_to(registry.project_root) else folder
         raise UsageError(f"{kind} '{name}' has not been built yet ({where}/ has no {ARTIFACT_MANIFEST}).", hint=hint)
     raw = manifest_file.read_bytes()
-    manifest = json.loads(raw)
-    version = int(manifest.get("version", 0))
+    origin = f"{folder.relative_to(registry.project_root) if folder.is_relative_to(registry.project_root) else folder}"
+    try:
+        manifest = json.loads(raw)
+        version = int(manifest.get("version", 0))
+        items = [(str(i["path"]), i["sha256"], int(i["size"])) for i in manifest.get("files", [])]
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise VersioningError(f"{origin}/{ARTIFACT_MANIFEST} is not a valid artifact manifest ({error})") from None
     files, shas = {}, {}
-    for item in manifest.get("files", []):
-        rel, sha, size = str(item["path"]), str(item["sha256"]), int(item["size"])
+    for rel, sha, size in items:
+        _check_entry(rel, sha, f"{origin}/{ARTIFACT_MANIFEST}")
         local = folder / rel
         if local.is_file() and local.stat().st_size == size:
             files[rel] = local
@@ -103,6 +108,19 @@ def registered(registry: ArtifactRegistry, kind: str, name: str, *, hint: str) -
         shas[rel] = sha
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
     return Registered(kind, name, version, manifest, files, shas, folder, digest)
+
+
+def _check_entry(rel: str, sha: Any, origin: str) -> None:
+    """A manifest entry names a file inside its artifact folder, by a real sha256 digest."""
+    from llmops_cli.versioning.store import check_digest
+
+    parts = rel.replace("\\", "/").split("/")
+    if not rel or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":") or ".." in parts or "\x00" in rel:
+        raise VersioningError(
+            f"{origin}: file path {rel!r} leaves the artifact folder",
+            hint="The manifest was edited by hand or crafted; restore it with 'llmops checkout'.",
+        )
+    check_digest(sha, origin=f"{origin}: {rel}")
 
 
 # -- models ------------------------------------------------------------------------------------------
