@@ -460,10 +460,18 @@ def test_redactor_patterns() -> None:
 
 
 @pytest.mark.integration
-def test_smollm2_streams_word_by_word_and_stops_when_closed(project: Path) -> None:
+@pytest.mark.parametrize("runtime", ["transformers", "llama-cpp"])
+def test_smollm2_streams_word_by_word_and_stops_when_closed(project: Path, runtime: str) -> None:
+    from llmops_cli.engines import llama_cpp
     from llmops_cli.providers import get_provider
 
-    provider = get_provider(load_config(project), "base")
+    if runtime == "llama-cpp" and not llama_cpp.available():
+        pytest.skip(f"llama.cpp engine: {llama_cpp.status().reason}")
+    path = project / "llmops.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["models"]["base"]["runtime"] = runtime
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    provider: Any = get_provider(load_config(project), "base")
     ask = ({"role": "user", "content": "What is the capital of France?"},)
     short = GenerationRequest(ask, GenerationParams(max_new_tokens=8))
     stream = TextStream(provider, short)
@@ -476,8 +484,12 @@ def test_smollm2_streams_word_by_word_and_stops_when_closed(project: Path) -> No
     next(long)
     long.close()
     assert long.finish_reason == "cancelled" and 0 < long.completion_tokens < 60
-    assert provider._loaded.lock.acquire(blocking=False)  # the worker let go of the model
-    provider._loaded.lock.release()
+    if runtime == "transformers":
+        assert provider._loaded.lock.acquire(blocking=False)  # the worker let go of the model
+        provider._loaded.lock.release()
+    else:
+        assert len(provider._free) == provider.parallel  # the slot went back
+    clear_provider_cache()
 
 
 def test_a_client_leaving_mid_stream_is_logged_as_499(served: Path) -> None:

@@ -83,9 +83,10 @@ def export_gguf(
     """Write ``folder`` (an HF causal-LM folder) as a ``gguf_type`` GGUF at ``out``."""
     if gguf_type not in GGUF_TYPES:
         raise UsageError(f"GGUF type '{gguf_type}' is not one of {', '.join(GGUF_TYPES)}.")
+    check_exportable(folder, name)
     engine.require(f"GGUF export of '{name}'")
     script = engine.converter("convert_hf_to_gguf.py")
-    check_exportable(folder, name)
+    workdir.mkdir(parents=True, exist_ok=True)
     source = _with_template(folder, chat_template, workdir / "source") if chat_template else folder
     direct = GGUF_TYPES[gguf_type] is None or gguf_type == "q8_0"
     converted = out if direct else workdir / "converted-f16.gguf"

@@ -88,6 +88,7 @@ class LlamaCppProvider:
         self._free: list[_Slot] = []
         self._free_cond = threading.Condition()
         self._formatter: Any = None
+        self._vocab: Any = None  # a vocab-only llama.cpp model: metadata and tokenizer
         self._template: str | None = None
         self._eos: str = ""
 
@@ -119,32 +120,26 @@ class LlamaCppProvider:
                 if self._base_folder is None:
                     raise UsageError(f"No base model configuration to convert adapter {self.adapter_path} with.")
                 self.lora_file = lora_to_gguf(self.adapter_path, self._base_folder())
+            with engine.native_stderr():
+                self._vocab = self._llama(vocab_only=True)  # metadata and tokenizer, no context
+            self._setup_template(self._vocab)
             slots = [_Slot(self._new_context()) for _ in range(self.parallel)]
-            self._setup_template(slots[0].llm)
             with self._free_cond:
                 self._free = list(slots)
             self._slots = queue.Queue()
 
     def _new_context(self) -> Any:
-        from llama_cpp import Llama
-
-        kwargs: dict[str, Any] = {
-            "model_path": str(self.gguf_file),
-            "n_threads": self.threads,
-            "n_threads_batch": self.threads,
-            "n_batch": 512,
-            "verbose": False,
-        }
+        n_ctx = int(self.context or min(DEFAULT_CONTEXT, _trained_context(self._vocab) or DEFAULT_CONTEXT))
+        kwargs: dict[str, Any] = {"n_ctx": n_ctx, "n_threads": self.threads, "n_threads_batch": self.threads}
         if self.lora_file is not None:
             kwargs["lora_path"] = str(self.lora_file)
         with engine.native_stderr():
-            probe_ctx = self.context or DEFAULT_CONTEXT
-            llm = Llama(n_ctx=probe_ctx, **kwargs)
-            trained = _trained_context(llm) or probe_ctx
-            if not self.context and trained < probe_ctx:  # a model trained on less: use its own
-                del llm
-                llm = Llama(n_ctx=trained, **kwargs)
-        return llm
+            return self._llama(n_batch=512, **kwargs)
+
+    def _llama(self, **kwargs: Any) -> Any:
+        from llama_cpp import Llama
+
+        return Llama(model_path=str(self.gguf_file), verbose=False, **kwargs)
 
     def _setup_template(self, llm: Any) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -241,7 +236,7 @@ class LlamaCppProvider:
             finally:
                 pieces.close()
                 slot.tokens = tokens
-            completion = len(slot.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
+            completion = len(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
         return GenerationResult(
             text=text,
             prompt_tokens=len(tokens),
@@ -275,8 +270,7 @@ class LlamaCppProvider:
         with self._free_cond:
             while not self._free:
                 self._free_cond.wait()
-            tokenizer = self._free[0].llm
-            tokens = tokenizer.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            tokens = self._vocab.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
             best = max(range(len(self._free)), key=lambda i: _common_prefix(self._free[i].tokens, tokens))
             slot = self._free.pop(best)
         try:

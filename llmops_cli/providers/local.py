@@ -155,6 +155,9 @@ class LocalProvider:
     def _load(self) -> None:
         for module in ("torch", "transformers"):
             require(module, extra="models", purpose=f"Generating with model '{self.spec.name}'")
+        from llmops_cli.engines.cpus import configure_torch_threads
+
+        configure_torch_threads()  # threads from the CPUs we may use, OpenMP not spinning (see engines.cpus)
         import transformers
 
         from llmops_cli.models import load_model

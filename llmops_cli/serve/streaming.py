@@ -87,20 +87,33 @@ class TextStream:
     def _from_provider(self, inner: Any) -> Iterator[str]:
         """Pieces from the provider's own ``stream`` generator; its return value is the result."""
         pieces = inner.stream(self.request, self._cancel)
+        finished = False
         try:
             while True:
                 try:
                     piece = next(pieces)
-                except StopIteration as finished:
-                    result = finished.value
-                    self.prompt_tokens, self.completion_tokens = result.prompt_tokens, result.completion_tokens
-                    if result.finish_reason != "cancelled":
-                        self.finish_reason = result.finish_reason
+                except StopIteration as done:
+                    finished = True
+                    self._take_counts(done.value)
                     return
                 self.text += piece
                 yield piece
         finally:
-            pieces.close()  # the client went away: stop decoding and free the slot
+            if not finished:  # the client went away: the provider stops at its next cancel check
+                self._cancel.set()
+                try:
+                    while True:
+                        next(pieces)
+                except StopIteration as done:
+                    self._take_counts(done.value)
+                except Exception:  # noqa: BLE001 - the stream is being abandoned; its counts are best effort
+                    pass
+            pieces.close()  # frees the slot in any case
+
+    def _take_counts(self, result: Any) -> None:
+        self.prompt_tokens, self.completion_tokens = result.prompt_tokens, result.completion_tokens
+        if result.finish_reason != "cancelled":
+            self.finish_reason = result.finish_reason
 
     def _incremental(self, local: Any) -> Iterator[str]:
         from transformers import TextIteratorStreamer
