@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 ArchiveArg = Annotated[Path, typer.Argument(help="A package archive (.tar.gz) made by 'llmops package'.")]
 MaxBytesOpt = Annotated[
     str | None,
-    typer.Option("--max-bytes", help="Refuse archives that unpack to more than this (e.g. 2TiB; default 1 TiB).",
+    typer.Option("--max-bytes", help="Refuse archives that unpack to more than SIZE (default 1TiB).",
                  metavar="SIZE"),
 ]  # fmt: skip
 MaxFilesOpt = Annotated[
@@ -231,16 +231,25 @@ def _print_result(result: PackageResult) -> None:
         output.success(f"registered {result.version}")
 
 
+_SHOWN = 20  # rows per kind of problem; --json lists them all
+
+
 def _print_verify(report: VerifyReport) -> None:
-    rows: list[list[Any]] = [[p, "missing", ""] for p in report.missing]
-    rows += [[p, "extra", "not in the manifest"] for p in report.extra]
-    rows += [[a["path"], "altered", f"sha256 {a['actual_sha256'][:12]} (manifest: {a['expected_sha256'][:12]}), "
-              f"{a['actual_size']} bytes (manifest: {a['expected_size']})"] for a in report.altered]  # fmt: skip
-    rows += [[u["path"], "unsafe", u["problem"]] for u in report.unsafe]
+    groups: list[list[list[Any]]] = [
+        [[p, "missing", ""] for p in report.missing],
+        [[p, "extra", "not in the manifest"] for p in report.extra],
+        [[a["path"], "altered", f"sha256 {a['actual_sha256'][:12]} (manifest: {a['expected_sha256'][:12]}), "
+          f"{a['actual_size']} bytes (manifest: {a['expected_size']})"] for a in report.altered],
+        [[u["path"], "unsafe", u["problem"]] for u in report.unsafe],
+    ]  # fmt: skip
+    rows: list[list[Any]] = []
+    for group in groups:
+        rows += group[:_SHOWN]
+        if len(group) > _SHOWN:
+            rows.append([f"… and {len(group) - _SHOWN:,} more", group[0][1], "(--json lists every one)"])
     if rows:
         output.table(f"{report.archive.name}: problems", ["path", "problem", "detail"], rows)
-    if report.error:
-        output.err_console().print(f"[red]{report.error}[/red]")
+    # report.error is part of the error raised after this, so it is not printed twice
     if report.ok:
         name = (report.manifest or {}).get("package")
         version = (report.manifest or {}).get("version")

@@ -59,12 +59,16 @@ def _env_number(name: str, default: float) -> float:
     return value if value > 0 else default
 
 
-def _too_large(size: int) -> RenderLimitExceeded:
+def _too_large(size: int, unit: str = "characters") -> RenderLimitExceeded:
     limit = max_chars()
     return RenderLimitExceeded(
-        f"the template builds a value of {size:,} items, more than the {limit:,} characters a render may produce",
-        f"{limit:,} characters (LLMOPS_TEMPLATE_MAX_CHARS)",
+        f"the template builds a value of {size:,} {unit}, more than the {limit:,} characters a render may produce",
+        f"{limit:,} characters; LLMOPS_TEMPLATE_MAX_CHARS raises it",
     )
+
+
+def _unit(value: Any) -> str:
+    return "characters" if isinstance(value, str) else "bytes" if isinstance(value, bytes) else "items"
 
 
 def _sized(value: Any) -> bool:
@@ -75,14 +79,16 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "*":
         for seq, times in ((left, right), (right, left)):
             if _sized(seq) and isinstance(times, int) and len(seq) * max(times, 0) > max_chars():
-                raise _too_large(len(seq) * times)
+                raise _too_large(len(seq) * times, _unit(seq))
         if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > _MAX_INT_BITS:
-            raise RenderLimitExceeded("the template multiplies numbers too large for a prompt", "64 Kibit integers")
+            raise RenderLimitExceeded("the template multiplies numbers too large for a prompt", "integers of 64 Kibit")
     elif operator == "+":
         if _sized(left) and _sized(right) and len(left) + len(right) > max_chars():
-            raise _too_large(len(left) + len(right))
+            raise _too_large(len(left) + len(right), _unit(left))
     elif operator == "**" and _power_too_big(left, right):
-        raise RenderLimitExceeded("the template raises a number to a power too large for a prompt", "64 Kibit integers")
+        raise RenderLimitExceeded(
+            "the template raises a number to a power too large for a prompt", "integers of 64 Kibit"
+        )
 
 
 def _power_too_big(base: Any, exponent: Any) -> bool:
@@ -129,7 +135,9 @@ def run_bounded(fn: Callable[[], T]) -> T:
         with _WATCHDOG.watch(seconds):
             return fn()
     except MemoryError:
-        raise RenderLimitExceeded("the template needed more memory than this machine has", "available memory") from None
+        raise RenderLimitExceeded(
+            "the template needed more memory than this machine has", "the memory available"
+        ) from None
 
 
 class _Watch:
@@ -198,7 +206,7 @@ class _Guard:
         if kind is _Timeout or (error is not None and isinstance(error, _Timeout)):
             raise RenderLimitExceeded(
                 f"the template ran for more than {self.seconds:g} s (a loop that never ends, or one far too long)",
-                f"{self.seconds:g} s (LLMOPS_TEMPLATE_TIMEOUT_S)",
+                f"{self.seconds:g} s; LLMOPS_TEMPLATE_TIMEOUT_S raises it",
             ) from None
 
 

@@ -195,5 +195,5 @@ def _failure(direction: str, url: str | None, result: TransferResult, *, hint: s
     bad = len(result.corrupt) + len(result.failed)
     summary = f"{direction} {where} {url}: {bad} object(s) failed verification or copy; {len(result.copied)} copied"
     if result.missing:
-        summary += f"; {len(result.missing)} on neither side"
+        summary += f"; {len(result.missing)} " + ("on neither side" if direction == "pull" else "missing locally")
     return TransferFailed(summary + ": " + "; ".join(parts), result, hint=hint)
