@@ -84,7 +84,9 @@ class Server:
     def __init__(self, label: str, command: list[str], env: dict[str, str], port: int, ready_path: str) -> None:
         self.label, self.port = label, port
         self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # A file, not a pipe: a server that logs more than a pipe holds would block on a full pipe.
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         self._wait(ready_path)
 
     def _wait(self, path: str) -> None:
@@ -93,7 +95,8 @@ class Server:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"{self.label}: server exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
+                self.log.seek(0)
+                raise SystemExit(f"{self.label}: server exited: {self.log.read().decode(errors='replace')[-2000:]}")
             try:
                 if httpx.get(self.url + path, timeout=5, headers=_auth()).status_code == 200:
                     return
@@ -115,6 +118,7 @@ class Server:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
 
 
 def free_port() -> int:
