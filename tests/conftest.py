@@ -30,8 +30,12 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
     for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
-                "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "LLMOPS_PROJECT", "LLMOPS_DEBUG"):  # fmt: skip
+                "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "LLMOPS_PROJECT", "LLMOPS_DEBUG",
+                "LLMOPS_ALLOW_CODE"):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
+    from llmops_cli.models import trust
+
+    monkeypatch.setitem(trust._consent, "allowed", False)  # one test's --allow-code must not carry over
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))

@@ -84,3 +84,33 @@ def test_allow_list_patterns_are_validated(project: Path, cli: Any) -> None:
     _set_env_section(project, ["OK_NAME", "bad name!"])
     result = cli("validate", cwd=project)
     assert result.exit_code == EXIT_USAGE and "env.allow" in result.output
+
+
+def test_prompt_file_names_the_allow_list_that_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt file read on its own (load_prompt, a git revision) says why ${VAR} has no value."""
+    from llmops_cli.config.envvars import set_project_allow
+    from llmops_cli.errors import ConfigError
+    from llmops_cli.prompts.spec import parse_prompt_text
+
+    text = "template: hi\nsystem: 'Be concise. ${SECRET_TOKEN}'\n"
+    env = {"SECRET_TOKEN": SECRET}
+
+    def problems() -> str:
+        with pytest.raises(ConfigError) as info:
+            parse_prompt_text(text, name="answer", file="prompts/answer.yaml", env=env)
+        assert SECRET not in str(info.value) + " ".join(info.value.problems)
+        return " ".join(" ".join(info.value.problems).split())
+
+    monkeypatch.setenv("LLMOPS_ENV_ALLOW", "OPENAI_*")
+    flat = problems()
+    assert "${SECRET_TOKEN} may not be read here: it is not in LLMOPS_ENV_ALLOW" in flat, flat
+    assert "is not set" not in flat
+
+    monkeypatch.delenv("LLMOPS_ENV_ALLOW")
+    set_project_allow(["OPENAI_*"])
+    assert "${SECRET_TOKEN} may not be read here: it is not in env.allow in llmops.yaml" in problems()
+
+    set_project_allow(["OPENAI_*", "SECRET_*"])
+    env.clear()  # allowed, but not set: the plain message
+    assert "${SECRET_TOKEN} is not set (export it, or write ${SECRET_TOKEN:-default})" in problems()
+    assert parse_prompt_text(text, name="answer", file="prompts/answer.yaml", env=None).system  # not expanded

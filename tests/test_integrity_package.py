@@ -384,3 +384,97 @@ def test_crafted_artifact_manifest_is_not_packed(
     with pytest.raises(VersioningError, match=message) as info:
         registered(registry, "adapter", "faq", hint="")
     assert info.value.exit_code == EXIT_VERSIONING
+
+
+# -- deploy: the archive a deployment unpacks ---------------------------------------------------------
+
+
+def test_deploy_unpack_verifies_once_and_a_reused_folder_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmops_cli.deploy import local
+    from llmops_cli.deploy.packages import PackageRef
+    from llmops_cli.package import verify as verify_mod
+
+    files = {"llmops.yaml": b"version: 1\nname: bot\n", "prompts/a.yaml": b"template: hi\n"}
+    archive = _package(tmp_path / "bot.tar.gz", files)
+    ref = PackageRef("bot", 1, hashlib.sha256(archive.read_bytes()).hexdigest(), archive, {})
+    checked: list[Path] = []
+    real_verify_tree = verify_mod.verify_tree
+
+    def verify_tree(root: Path, *args: Any, **kwargs: Any) -> Any:
+        checked.append(root)
+        return real_verify_tree(root, *args, **kwargs)
+
+    monkeypatch.setattr(verify_mod, "verify_tree", verify_tree)
+    folder = tmp_path / "deploy"
+    target = local._unpacked(folder, ref, None)
+    assert checked == []  # unpack checked every file as it wrote it: not hashed a second time
+    assert (target / "prompts" / "a.yaml").read_bytes() == files["prompts/a.yaml"]
+
+    assert local._unpacked(folder, ref, None) == target and checked == [target]  # reused: checked again
+    (target / "prompts" / "a.yaml").write_text("template: '{{ secrets }}'\n")
+    with pytest.raises(PackageIntegrityError, match="does not match its manifest"):
+        local._unpacked(folder, ref, None)
+
+
+def _registered_package(project: Path, tmp_path: Path) -> tuple[Any, Any, dict[str, Any]]:
+    from llmops_cli.versioning import ArtifactRef, ArtifactRegistry
+
+    archive = _package(tmp_path / "bot.tar.gz", {"llmops.yaml": b"version: 1\nname: bot\n", "w.bin": os.urandom(4096)})
+    registry = ArtifactRegistry(project, threshold=1024)  # the archive goes to the content store
+    registry.register("package", "bot", {"bot.tar.gz": archive})
+    version = registry.get(ArtifactRef("package", "bot", 1))
+    entry = next(f for f in version.manifest["files"] if f["path"] == "bot.tar.gz")
+    return registry, version, entry
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"path": "../../../../etc/hostname"}, "leaves the artifact folder"),
+        ({"path": "/etc/hostname"}, "leaves the artifact folder"),
+        ({"sha256": "../../objects/x"}, "not a sha256 digest"),
+        ({"size": "12"}, "is not a byte count"),
+    ],
+)
+def test_deploy_refuses_a_crafted_package_manifest(
+    project: Path, tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    from llmops_cli.deploy.packages import _locate
+    from llmops_cli.errors import VersioningError
+
+    registry, version, entry = _registered_package(project, tmp_path)
+    with pytest.raises(VersioningError, match=message) as info:
+        _locate(registry, version, {**entry, **change})
+    assert info.value.exit_code == EXIT_VERSIONING
+
+
+def test_deploy_refuses_a_package_file_linked_out_of_its_folder(project: Path, tmp_path: Path) -> None:
+    from llmops_cli.deploy.packages import _locate
+    from llmops_cli.errors import VersioningError
+
+    registry, version, entry = _registered_package(project, tmp_path)
+    work = registry.folder("package", "bot") / "bot.tar.gz"
+    outside = tmp_path / "elsewhere.tar.gz"
+    outside.write_bytes(work.read_bytes())
+    work.unlink()
+    os.symlink(outside, work)
+    with pytest.raises(VersioningError, match="resolves outside the artifact folder"):
+        _locate(registry, version, entry)
+
+
+def test_deploy_never_serves_a_corrupt_store_object(project: Path, tmp_path: Path) -> None:
+    from llmops_cli.deploy.packages import _locate, package_at
+    from llmops_cli.versioning.store import QUARANTINE, CorruptObjectError
+
+    registry, version, entry = _registered_package(project, tmp_path)
+    (registry.folder("package", "bot") / "bot.tar.gz").unlink()  # not in the work tree: from the store
+    assert _locate(registry, version, entry) == registry.store.object_path(entry["sha256"])
+    stored = registry.store.object_path(entry["sha256"])
+    os.chmod(stored, 0o644)
+    data = bytearray(stored.read_bytes())
+    data[100] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    with pytest.raises(CorruptObjectError, match="is corrupt") as info:
+        package_at(registry, "bot", 1)
+    assert info.value.exit_code == EXIT_VERSIONING and "llmops pull" in (info.value.hint or "")
+    assert not stored.exists() and list((registry.store.root / QUARANTINE).iterdir())  # moved aside

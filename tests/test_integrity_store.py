@@ -196,6 +196,41 @@ def test_store_put_hashes_while_copying(registry: ArtifactRegistry, tmp_path: Pa
         registry.store.copy_out(sha, dest)
 
 
+def test_store_reads_verify_what_they_return(registry: ArtifactRegistry, tmp_path: Path) -> None:
+    source = tmp_path / "x.bin"
+    source.write_bytes(b"x" * 5000)
+    sha = registry.store.put(source)
+    assert registry.store.read_verified(sha) == source.read_bytes()
+    assert registry.store.verified_path(sha) == registry.store.object_path(sha)
+    _writable(registry.store.object_path(sha)).write_bytes(b"y" * 5000)
+    with pytest.raises(CorruptObjectError, match="is corrupt"):
+        registry.store.read_verified(sha)
+    assert not registry.store.has(sha)  # moved aside: 'llmops pull' fetches a good copy
+    from llmops_cli.errors import UnavailableError
+
+    for read in (registry.store.read_verified, registry.store.verified_path):
+        with pytest.raises(UnavailableError, match="not in the local store"):
+            read(sha)
+
+
+def test_eval_baseline_from_the_store_is_verified(registry: ArtifactRegistry, tmp_path: Path) -> None:
+    from llmops_cli.evals.history import RESULTS_FILE, _committed_text
+
+    results = tmp_path / RESULTS_FILE
+    results.write_text(json.dumps({"suites": [{"suite": "quality", "cases": ["case"] * 400}]}))
+    version = registry.register("eval", "quality", {RESULTS_FILE: results})
+    path = f"{registry.git.relpath(registry.folder('eval', 'quality'))}/{RESULTS_FILE}"
+    assert registry.git.show_file(version.commit, path) is None  # above the threshold: a pointer in git
+    assert _committed_text(registry, version.commit, path) == results.read_text()
+
+    sha = sha256_file(results)
+    _writable(registry.store.object_path(sha)).write_text(json.dumps({"suites": []}).ljust(2000))
+    with pytest.raises(CorruptObjectError, match="is corrupt") as info:
+        _committed_text(registry, version.commit, path)
+    assert info.value.exit_code == EXIT_VERSIONING and "llmops pull" in (info.value.hint or "")
+    assert not registry.store.has(sha)
+
+
 # -- registration killed at each git step -----------------------------------------------------------
 
 

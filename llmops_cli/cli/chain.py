@@ -9,7 +9,7 @@ import typer
 
 from llmops_cli.cli import output
 from llmops_cli.cli.base import LlmopsTyper
-from llmops_cli.cli.options import JsonOpt, VarOpt, VarsFileOpt, parse_vars
+from llmops_cli.cli.options import JsonOpt, VarOpt, VarsFileOpt, consent_to_code, parse_vars
 from llmops_cli.cli.state import STATE
 
 app = LlmopsTyper(help="List and run chains (retrieve, prompt, transform and call steps).")
@@ -90,7 +90,11 @@ def run(
         bool, typer.Option("--no-adapters", help="Use base models even where a step names an adapter.")
     ] = False,
     allow_code: Annotated[
-        bool, typer.Option("--allow-code", help="Allow `call` steps to run the project's Python functions.")
+        bool,
+        typer.Option(
+            "--allow-code",
+            help="Allow `call` steps to run the project's Python functions, and models' trust_remote_code.",
+        ),
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -98,6 +102,7 @@ def run(
     from llmops_cli.chains import ChainRunner, ChainStepError
     from llmops_cli.chains.runtime import ProjectRuntime
 
+    consent_to_code(allow_code)
     cfg = STATE.config()
     runner = ChainRunner(cfg, runtime=ProjectRuntime(cfg, use_adapters=not no_adapters), allow_code=allow_code)
     inputs = parse_vars(var, vars_file)

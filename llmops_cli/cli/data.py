@@ -10,7 +10,7 @@ import typer
 
 from llmops_cli.cli import output
 from llmops_cli.cli.base import LlmopsTyper
-from llmops_cli.cli.options import JsonOpt
+from llmops_cli.cli.options import AllowModelCodeOpt, JsonOpt, consent_to_code
 from llmops_cli.cli.state import STATE
 
 if TYPE_CHECKING:
@@ -89,11 +89,13 @@ def stats(
         ),
     ] = None,
     no_tokens: Annotated[bool, typer.Option("--no-tokens", help="Skip token lengths (no tokenizer load).")] = False,
+    allow_code: AllowModelCodeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Rows, token and character lengths, empty fields, exact and near duplicates, and train/eval overlap."""
     from llmops_cli.data import dataset_stats
 
+    consent_to_code(allow_code)
     cfg = STATE.config()
     with _progress(name, enabled=not (json_out or STATE.quiet)) as report:
         result = dataset_stats(

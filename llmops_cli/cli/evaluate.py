@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmops_cli.cli import output
-from llmops_cli.cli.options import JsonOpt
+from llmops_cli.cli.options import JsonOpt, consent_to_code
 from llmops_cli.cli.state import STATE
 
 if TYPE_CHECKING:
@@ -65,7 +65,11 @@ def eval_command(
     ] = False,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not register the results as eval/SUITE/vN.")] = False,
     allow_code: Annotated[
-        bool, typer.Option("--allow-code", help="Allow custom metrics and call steps to run project Python code.")
+        bool,
+        typer.Option(
+            "--allow-code",
+            help="Allow custom metrics and call steps to run project Python code, and models' trust_remote_code.",
+        ),
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -77,6 +81,7 @@ def eval_command(
     from llmops_cli.errors import QualityGateFailed, UsageError
     from llmops_cli.evals.runner import EvalOptions, ModelOverride
 
+    consent_to_code(allow_code)
     cfg = STATE.config()
     names = suites or list(cfg.evals)
     if not names:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmops_cli.cli import output
-from llmops_cli.cli.options import JsonOpt
+from llmops_cli.cli.options import JsonOpt, consent_to_code
 from llmops_cli.cli.state import STATE
 
 if TYPE_CHECKING:
@@ -63,7 +63,11 @@ def monitor_command(
         bool, typer.Option("--no-webhook", help="Do not POST fired alerts to monitor.webhook.")
     ] = False,
     allow_code: Annotated[
-        bool, typer.Option("--allow-code", help="Allow custom metrics in continuous eval to run project code.")
+        bool,
+        typer.Option(
+            "--allow-code",
+            help="Allow custom metrics in continuous eval to run project code, and models' trust_remote_code.",
+        ),
     ] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Live dashboard, refreshed until Ctrl-C (exit 0).")] = False,
     refresh: Annotated[float, typer.Option("--refresh", min=0.2, help="--watch refresh interval in seconds.")] = 5.0,
@@ -80,6 +84,7 @@ def monitor_command(
     from llmops_cli.errors import QualityGateFailed, UsageError
     from llmops_cli.monitor.report import MonitorOptions
 
+    consent_to_code(allow_code)
     if json_out and fmt not in (Format.table, Format.json):
         raise UsageError("--json and --format html do not go together", hint="Pick one output format.")
     chosen = Format.json if json_out else fmt

@@ -15,6 +15,10 @@ RemoteOpt = Annotated[
     typer.Option("--remote", "-r", help="Directory or fsspec URL (default: storage.remote in llmops.yaml)."),
 ]
 AllVersionsOpt = Annotated[bool, typer.Option("--all", help="Every registered version, not only the checked-out ones.")]
+AllowModelCodeOpt = Annotated[
+    bool,
+    typer.Option("--allow-code", help="Let the model's trust_remote_code run (Python code shipped with the model)."),
+]
 
 VarOpt = Annotated[
     list[str] | None, typer.Option("--var", help="A variable as KEY=VALUE (repeatable).", metavar="KEY=VALUE")
@@ -43,3 +47,11 @@ def parse_vars(pairs: list[str] | None, vars_file: Path | None = None) -> dict[s
             raise UsageError(f"--var {pair!r}: expected KEY=VALUE")
         values[key.strip()] = value
     return values
+
+
+def consent_to_code(allow_code: bool) -> None:
+    """``--allow-code`` also lets models with ``trust_remote_code: true`` load (see llmops_cli.models.trust)."""
+    if allow_code:
+        from llmops_cli.models.trust import allow_project_code
+
+        allow_project_code()

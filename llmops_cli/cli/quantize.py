@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmops_cli.cli import output
-from llmops_cli.cli.options import JsonOpt
+from llmops_cli.cli.options import AllowModelCodeOpt, JsonOpt, consent_to_code
 from llmops_cli.cli.state import STATE
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ def quantize(
     tokens: Annotated[
         int, typer.Option("--tokens", min=1, help="New tokens per timed generation (greedy, fixed prompt).")
     ] = 32,
+    allow_code: AllowModelCodeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Quantize a model (or model + merged adapter) and register quantized/NAME/vN.
@@ -42,6 +43,7 @@ def quantize(
     """
     from llmops_cli.quantize import quantize as run_quantize
 
+    consent_to_code(allow_code)
     cfg = STATE.config()
     with _status(name, enabled=not (json_out or STATE.quiet)) as report:
         result = run_quantize(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmops_cli.cli import output
-from llmops_cli.cli.options import JsonOpt
+from llmops_cli.cli.options import AllowModelCodeOpt, JsonOpt, consent_to_code
 from llmops_cli.cli.state import STATE
 
 if TYPE_CHECKING:
@@ -22,12 +22,14 @@ _TEXT_WIDTH = 240  # characters of each chunk shown by `retrieve`
 def index(
     name: Annotated[str | None, typer.Argument(help="Retriever to index (default: every retriever).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Re-embed every document, even unchanged ones.")] = False,
+    allow_code: AllowModelCodeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Embed a retriever's documents into its vector store (only new and changed ones) and version the index."""
     from llmops_cli.errors import UsageError
     from llmops_cli.retrieval import build_index
 
+    consent_to_code(allow_code)
     cfg = STATE.config()
     names = [name] if name else list(cfg.retrievers)
     if not names:
@@ -55,11 +57,13 @@ def retrieve(
     top_k: Annotated[
         int | None, typer.Option("--top-k", "-k", min=1, help="How many chunks (default: the retriever's top_k).")
     ] = None,
+    allow_code: AllowModelCodeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show the indexed chunks closest to a query, best first, with their cosine similarity."""
     from llmops_cli.retrieval import retrieve as run_query
 
+    consent_to_code(allow_code)
     hits = run_query(STATE.config(), name, query, top_k=top_k)
     if json_out:
         output.print_json([{"rank": i, **hit.as_dict()} for i, hit in enumerate(hits, start=1)])

@@ -72,7 +72,11 @@ def serve(
         bool, typer.Option("--public-metrics", help="Serve /metrics without an API key (for scrapers).")
     ] = False,
     allow_code: Annotated[
-        bool, typer.Option("--allow-code", help="Let chains' `call` steps run the project's Python functions.")
+        bool,
+        typer.Option(
+            "--allow-code",
+            help="Let chains' `call` steps run the project's Python functions, and models' trust_remote_code.",
+        ),
     ] = False,
     store: Annotated[
         Path | None, typer.Option("--store", help="Monitor store file (default: monitor.store, .llmops/monitor.db).")

@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 
 from llmops_cli.cli import output
 from llmops_cli.cli.base import LlmopsTyper
-from llmops_cli.cli.options import JsonOpt
+from llmops_cli.cli.options import AllowModelCodeOpt, JsonOpt, consent_to_code
 from llmops_cli.cli.state import STATE
 
 if TYPE_CHECKING:
@@ -66,11 +66,13 @@ def run(
         Path | None, typer.Option("--accelerate-config", help="An `accelerate config` file (FSDP, DeepSpeed...).")
     ] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Override training.max_steps.")] = None,
+    allow_code: AllowModelCodeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train an adapter and register it as adapter/NAME/vN (Ctrl-C saves a checkpoint; --resume continues)."""
     from llmops_cli.tune import launch_tune, parse_tune_config, plan_tune, run_tune
 
+    consent_to_code(allow_code)
     cfg = STATE.config()
     tune = parse_tune_config(cfg, adapter)
     # --num-processes / --accelerate-config only mean something under accelerate: they imply it.
@@ -107,11 +109,13 @@ def merge(
     dequantize: Annotated[
         bool, typer.Option("--dequantize", help="For a QLoRA adapter: merge into the full-precision base.")
     ] = False,
+    allow_code: AllowModelCodeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Merge an adapter into its base model and save the result as a safetensors Hugging Face folder."""
     from llmops_cli.tune import merge_adapter
 
+    consent_to_code(allow_code)
     cfg = STATE.config()
     if dequantize:
         output.info(f"{adapter}: loading the base model in full precision and merging there (--dequantize)")

@@ -48,6 +48,17 @@ def refused_by(name: str) -> str | None:
     return None
 
 
+def missing_message(name: str) -> str:
+    """The problem to report for a ``${name}`` with no value and no default: refused, or not set."""
+    refused = refused_by(name)
+    if refused is not None:
+        return (
+            f"environment variable ${{{name}}} may not be read here: it is not in {refused} "
+            f"(add it there, or write ${{{name}:-default}})"
+        )
+    return f"environment variable ${{{name}}} is not set (export it, or write ${{{name}:-default}})"
+
+
 def expand(
     value: Any,
     *,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.config.containment import ALLOW_KEY, is_inside, outside_message
-from llmops_cli.config.envvars import expand, refused_by, set_project_allow
+from llmops_cli.config.envvars import expand, missing_message, set_project_allow
 from llmops_cli.config.model import ProjectConfig
 from llmops_cli.config.problems import Problem, ProblemList
 from llmops_cli.config.references import RefChecker
@@ -62,15 +62,7 @@ def _check_document(located: Located, schema: str, env: Mapping[str, str] | None
         return located.data, problems
 
     def missing(path: tuple[str | int, ...], name: str) -> None:
-        refused = refused_by(name)
-        if refused is not None:
-            problems.add(path, f"environment variable ${{{name}}} may not be read here: it is not in {refused} "
-                         f"(add it there, or write ${{{name}:-default}})")  # fmt: skip
-            return
-        problems.add(
-            path,
-            f"environment variable ${{{name}}} is not set (export it, or write ${{{name}:-default}})",
-        )
+        problems.add(path, missing_message(name))
 
     data = expand(located.data, env=env, on_missing=missing)
     check(data, load_schema(schema), problems)

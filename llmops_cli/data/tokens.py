@@ -61,13 +61,15 @@ def load_tokenizer(config: ProjectConfig, model: str) -> Any:
     require("transformers", extra="models", purpose="Counting tokens")
     from transformers import AutoTokenizer
 
-    trust = bool(spec.raw.get("trust_remote_code", False))
     resolved = resolve(spec, config.root)
     if resolved.available and resolved.gguf_file is not None and resolved.path is None:
         gguf = resolved.gguf_file
         with contextlib.redirect_stderr(io.StringIO()):  # the GGUF reader prints a tqdm bar regardless
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=str(gguf), local_files_only=True)
-    else:
+    else:  # a GGUF's tokenizer is data; a folder's may be code (trust_remote_code)
+        from llmops_cli.models.trust import remote_code_allowed
+
+        trust = remote_code_allowed(spec.name, spec.raw.get("trust_remote_code", False))
         folder = materialize(spec, config.root)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust)
     if spec.raw.get("chat_template"):  # llmops.yaml's template wins, as in load_model

@@ -195,13 +195,15 @@ def _unpacked(folder: Path, package: PackageRef, progress: ProgressFn | None) ->
     from llmops_cli.package import prepare_bundle, unpack
 
     target = folder / f"package-v{package.version}-{package.sha256[:12]}"
-    if not (target / "llmops.yaml").is_file():
+    reused = (target / "llmops.yaml").is_file()
+    if not reused:
         if target.exists():
             shutil.rmtree(target)  # a half-written folder from an interrupted deploy
         if progress:
             progress("unpack", 0, 0)
-        unpack(package.archive, target)
-    prepare_bundle(target, progress=progress)
+        unpack(package.archive, target)  # checks every file against the manifest as it is written
+    # A folder unpacked by an earlier deploy may have been changed since: check it again before serving.
+    prepare_bundle(target, progress=progress, verify=reused)
     return target
 
 

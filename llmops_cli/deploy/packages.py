@@ -88,7 +88,7 @@ def package_at(registry: ArtifactRegistry, name: str, version: int) -> PackageRe
     from llmops_cli.versioning import ArtifactRef
 
     registered = registry.get(ArtifactRef("package", name, version))
-    files = registered.manifest.get("files", [])
+    files = [f for f in registered.manifest.get("files") or [] if isinstance(f, dict)]
     entry = next((f for f in files if f.get("path") == f"{name}.tar.gz"), None)
     entry = entry or next((f for f in files if str(f.get("path", "")).endswith(".tar.gz")), None)
     if entry is None:
@@ -99,13 +99,22 @@ def package_at(registry: ArtifactRegistry, name: str, version: int) -> PackageRe
 
 def _locate(registry: ArtifactRegistry, registered: ArtifactVersion, entry: dict[str, Any]) -> Path:
     from llmops_cli.models.hashing import file_sha256
+    from llmops_cli.package.sources import check_manifest_entry
+    from llmops_cli.versioning.artifacts import MANIFEST
 
-    rel, sha, size = str(entry["path"]), str(entry["sha256"]), int(entry["size"])
-    work = registry.folder("package", registered.name) / rel
+    folder = registry.folder("package", registered.name)
+    rel, sha = str(entry["path"]), entry.get("sha256")
+    # The registered manifest comes from git: a crafted one must not point outside the artifact folder.
+    check_manifest_entry(rel, sha, f"{registered.tag}: {MANIFEST}", folder=folder)
+    sha = str(sha)
+    size = entry.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise VersioningError(f"{registered.tag}: {MANIFEST}: {rel}: size {size!r} is not a byte count")
+    work = folder / rel
     if work.is_file() and work.stat().st_size == size and file_sha256(work) == sha:
         return work
     if registry.store.has(sha):
-        return registry.store.object_path(sha)
+        return registry.store.verified_path(sha)  # re-hashed: a damaged object is moved aside, never served
     if not entry.get("stored"):  # committed directly: take it out of git
         cached = registry.state / "deploy" / "archives" / f"{registered.name}-v{registered.version}.tar.gz"
         if cached.is_file() and file_sha256(cached) == sha:

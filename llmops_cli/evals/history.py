@@ -113,7 +113,7 @@ def _committed_text(registry: Any, commit: str, path: str) -> str | None:
     pointer = Pointer.loads(pointer_text, origin=path)
     if not registry.store.has(pointer.sha256):
         raise UnavailableError(f"{path} at {commit[:10]} is in the content store, not here", hint="Run 'llmops pull'.")
-    return str(registry.store.object_path(pointer.sha256).read_text(encoding="utf-8"))
+    return registry.store.read_verified(pointer.sha256).decode("utf-8")  # hashed: a damaged object is refused
 
 
 def _matching(suites: list[SuiteResult], target: dict[str, Any] | None) -> SuiteResult:

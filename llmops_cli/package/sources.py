@@ -94,7 +94,7 @@ def registered(registry: ArtifactRegistry, kind: str, name: str, *, hint: str) -
         raise VersioningError(f"{origin}/{ARTIFACT_MANIFEST} is not a valid artifact manifest ({error})") from None
     files, shas = {}, {}
     for rel, sha, size in items:
-        _check_entry(rel, sha, f"{origin}/{ARTIFACT_MANIFEST}")
+        check_manifest_entry(rel, sha, f"{origin}/{ARTIFACT_MANIFEST}")
         local = folder / rel
         if local.is_file() and local.stat().st_size == size:
             files[rel] = local
@@ -110,8 +110,12 @@ def registered(registry: ArtifactRegistry, kind: str, name: str, *, hint: str) -
     return Registered(kind, name, version, manifest, files, shas, folder, digest)
 
 
-def _check_entry(rel: str, sha: Any, origin: str) -> None:
-    """A manifest entry names a file inside its artifact folder, by a real sha256 digest."""
+def check_manifest_entry(rel: str, sha: Any, origin: str, *, folder: Path | None = None) -> None:
+    """A manifest entry names a file inside its artifact folder, by a real sha256 digest.
+
+    The path must be relative without ``..``; with ``folder``, a file there must also resolve inside
+    it (a symlink out of the folder is refused).
+    """
     from llmops_cli.versioning.store import check_digest
 
     parts = rel.replace("\\", "/").split("/")
@@ -121,6 +125,14 @@ def _check_entry(rel: str, sha: Any, origin: str) -> None:
             hint="The manifest was edited by hand or crafted; restore it with 'llmops checkout'.",
         )
     check_digest(sha, origin=f"{origin}: {rel}")
+    if folder is None:
+        return
+    local = folder / rel
+    if local.exists() and not local.resolve().is_relative_to(folder.resolve()):
+        raise VersioningError(
+            f"{origin}: {rel} is a link that resolves outside the artifact folder ({local.resolve()})",
+            hint="Replace it with the file itself (e.g. 'llmops checkout' restores the folder).",
+        )
 
 
 # -- models ------------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def _syntax_problems(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], 
 
 def _check(located: Located, display: str, env: Mapping[str, str] | None) -> dict[str, Any]:
     """Expand ``${VAR}`` (when ``env`` is given), check the schema and Jinja syntax; raise all problems."""
-    from llmops_cli.config.envvars import expand
+    from llmops_cli.config.envvars import expand, missing_message
     from llmops_cli.config.problems import ProblemList
     from llmops_cli.config.schema_check import check
     from llmops_cli.resources import load_schema
@@ -185,7 +185,7 @@ def _check(located: Located, display: str, env: Mapping[str, str] | None) -> dic
         if env is not None:
 
             def missing(path: tuple[str | int, ...], name: str) -> None:
-                problems.add(path, f"environment variable ${{{name}}} is not set")
+                problems.add(path, missing_message(name))  # names the allow-list that refused it
 
             data = expand(data, env=env, on_missing=missing)
         check(data, load_schema("prompt"), problems)

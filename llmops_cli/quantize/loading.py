@@ -228,7 +228,9 @@ def load_quantized(
             f"The quantized model '{name}' already carries its adapter (merge: false); a second one cannot be stacked.",
             hint=f"Drop the step's adapter, or quantize with merge: true and add the adapter on top of '{name}'.",
         )
-    trust = bool(spec.raw.get("trust_remote_code", False))
+    from llmops_cli.models.trust import remote_code_allowed
+
+    trust = remote_code_allowed(name, spec.raw.get("trust_remote_code", False))
     model = load_quantized_folder(folder, device=device, trust_remote_code=trust)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust)
     if spec.raw.get("chat_template"):

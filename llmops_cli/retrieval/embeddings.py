@@ -47,7 +47,7 @@ class EmbeddingModel:
     name: str  # as written in llmops.yaml
     folder: Path
     model_fingerprint: str
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # as the entry asks; loading checks the user's consent (models.trust)
 
 
 def resolve_embedding(config: ProjectConfig, value: str) -> EmbeddingModel:
@@ -64,8 +64,8 @@ def resolve_embedding(config: ProjectConfig, value: str) -> EmbeddingModel:
     spec = declared or ModelSpec(name=value, source=value, raw={"source": value})
     resolved = resolve(spec, config.root)
     folder = materialize_resolved(resolved)
-    trust = bool(spec.raw.get("trust_remote_code", False))
-    return EmbeddingModel(value, folder, fingerprint(resolved), trust)
+    # Only locating here (package build does too): the consent check is where the weights load.
+    return EmbeddingModel(value, folder, fingerprint(resolved), spec.raw.get("trust_remote_code") is True)
 
 
 def max_length_of(folder: Path) -> int:
@@ -154,15 +154,20 @@ class HFEmbedder:
 
     def load(self) -> None:
         """Load the weights now (otherwise the first :meth:`embed` does)."""
+        self._weights()
+
+    def _weights(self) -> tuple[Any, Any]:
+        from llmops_cli.models.trust import remote_code_allowed
+
+        trust = remote_code_allowed(self.model.name, self.model.trust_remote_code)  # refused before any load
         self.device = _pick_device(self.device)
-        _load(self.model.folder, self.device, self.model.trust_remote_code)
+        return _load(self.model.folder, self.device, trust)
 
     def embed(self, texts: Sequence[str], *, on_batch: BatchCallback | None = None) -> Any:
         import numpy as np
         import torch
 
-        self.load()
-        model, tokenizer = _load(self.model.folder, self.device, self.model.trust_remote_code)
+        model, tokenizer = self._weights()
         # Longest first, so each batch holds texts of similar length and pads little.
         order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
         out: Any = None

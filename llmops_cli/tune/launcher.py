@@ -9,6 +9,7 @@ records the version in ``run.json``, which is where this process reads the resul
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import signal
 import subprocess
@@ -78,6 +79,7 @@ def launch_tune(
         raise UsageError(
             f"Accelerate config file {config_file} does not exist.", hint="Create it with: accelerate config"
         )
+    worker_env = _model_code_env(config, tune.base)
     snapshot(config, tune)  # register the dataset version once, here, not from N workers at a time
     run_dir = open_run(config, tune, resume=resume, max_steps=max_steps)
     cmd = accelerate_command(
@@ -85,7 +87,7 @@ def launch_tune(
         use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
     echo(f"run {run_dir.name}: {shlex.join(cmd)}")
-    process = subprocess.Popen(cmd, cwd=config.root)
+    process = subprocess.Popen(cmd, cwd=config.root, env=worker_env)
     with _ignoring_sigint():  # Ctrl-C reaches the workers too (same process group); they checkpoint
         returncode = process.wait()
     status = ckpt.read_run(run_dir).get("status")
@@ -101,6 +103,20 @@ def launch_tune(
         hint="The workers' error is printed above. Fix it, then resume with: "
         f"llmops tune {name} --resume --launcher accelerate",
     )
+
+
+def _model_code_env(config: ProjectConfig, base: str) -> dict[str, str] | None:
+    """The workers' environment: this process's consent to trust_remote_code travels with them.
+
+    A base model with ``trust_remote_code: true`` is refused here, before any worker starts, unless
+    ``--allow-code`` (or LLMOPS_ALLOW_CODE=1) was given.
+    """
+    from llmops_cli.models import trust
+
+    spec = config.models[base]
+    if not trust.remote_code_allowed(spec.name, spec.raw.get("trust_remote_code", False)):
+        return None
+    return {**os.environ, trust.ENV_VAR: "1"}
 
 
 @contextlib.contextmanager

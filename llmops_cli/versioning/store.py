@@ -162,10 +162,7 @@ class ContentStore:
         """
         src = self.object_path(sha)
         if not src.is_file():
-            raise UnavailableError(
-                f"object {sha[:12]}… is not in the local store ({self.root})",
-                hint="Run 'llmops pull' to fetch it from the remote.",
-            )
+            raise self._missing(sha)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
@@ -177,6 +174,26 @@ class ContentStore:
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def read_verified(self, sha: str) -> bytes:
+        """The content of object ``sha``, hashed as it is read; a damaged object is moved aside (see copy_out)."""
+        src = self.object_path(sha)
+        if not src.is_file():
+            raise self._missing(sha)
+        data = src.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha:
+            raise self.quarantine(sha, actual)
+        return data
+
+    def verified_path(self, sha: str) -> Path:
+        """The path of object ``sha`` once re-hashed (for readers that need a file); damaged: moved aside."""
+        if not self.has(sha):
+            raise self._missing(sha)
+        actual = self.verify(sha)
+        if actual != sha:
+            raise self.quarantine(sha, actual)
+        return self.object_path(sha)
 
     def verify(self, sha: str) -> str:
         """The actual sha256 of stored object ``sha`` (equal to ``sha`` when it is intact)."""
@@ -207,6 +224,12 @@ class ContentStore:
                         yield prefix.name + obj.name
 
     # -- internals -------------------------------------------------------------------------------
+    def _missing(self, sha: str) -> UnavailableError:
+        return UnavailableError(
+            f"object {sha[:12]}… is not in the local store ({self.root})",
+            hint="Run 'llmops pull' to fetch it from the remote.",
+        )
+
     def _tmp_path(self) -> Path:
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
