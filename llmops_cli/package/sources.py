@@ -151,6 +151,7 @@ class ShippedModel:
     component: Component | None = None
     bits: int | None = None  # bitsandbytes 4 / 8
     note: str = ""
+    llama_cpp: bool = False  # needs the llama.cpp engine to run (a GGUF build)
 
 
 def ship_quantized(
@@ -159,6 +160,8 @@ def ship_quantized(
     """A ``quantized:`` entry: its built HF folder, served in the bundle as a plain local model."""
     entry = config.quantized[name].raw
     art = registered(registry, "quantized", name, hint=f"Run 'llmops quantize {name}'.")
+    if entry.get("method") == "gguf":
+        return _ship_gguf_build(config, art, name, entry, raw_doc)
     if "config.json" not in art.files:
         raise UsageError(f"quantized/{name}@v{art.version} has no config.json; it is not a model folder.",
                          hint=f"Run 'llmops quantize {name}' again.")  # fmt: skip
@@ -180,6 +183,36 @@ def ship_quantized(
     component = art.component(prefix, bits=bits, quant_type=entry.get("quant_type"), base=entry.get("model"))
     note = f"{name} is bitsandbytes {what}: bitsandbytes >= 0.49 runs it on CPU; on a CUDA GPU its kernels are used."
     return ShippedModel(name, "quantized", bundle_entry, files, expected, weights, component, bits, note)
+
+
+def _ship_gguf_build(
+    config: ProjectConfig, art: Any, name: str, entry: dict[str, Any], raw_doc: dict[str, Any]
+) -> ShippedModel:
+    """A ``method: gguf`` build: its GGUF, served in the bundle on llama.cpp."""
+    from llmops_cli.engines.gguf import GGUF_NAME
+
+    if GGUF_NAME not in art.files:
+        raise UsageError(
+            f"quantized/{name}@v{art.version} has no {GGUF_NAME}.", hint=f"Run 'llmops quantize {name}' again."
+        )
+    prefix = f"artifacts/quantized/{name}"
+    files, expected = art.entries(prefix)
+    base_raw = (raw_doc.get("models") or {}).get(str(entry.get("model"))) or {}
+    bundle_entry: dict[str, Any] = {"source": f"{prefix}/{GGUF_NAME}", "runtime": "llama-cpp"}
+    for key in ("chat_template", "max_context", "parallel", "threads"):
+        if base_raw.get(key) is not None:
+            bundle_entry[key] = base_raw[key]
+    merged = f" with adapter {entry['adapter']} merged" if entry.get("adapter") and entry.get("merge") else ""
+    what = f"GGUF {entry.get('type')}"
+    bundle_entry["description"] = str(entry.get("description") or f"{what} of {entry.get('model')}{merged}")
+    weights = sum(p.stat().st_size for rel, p in art.files.items() if _is_weight(rel))
+    component = art.component(prefix, base=entry.get("model"))
+    note = (
+        f"{name} is {what}: it runs on llama.cpp (llama-cpp-python; `python -m llmops_cli.engines.install` builds it)."
+    )
+    return ShippedModel(
+        name, "quantized", bundle_entry, files, expected, weights, component, None, note, llama_cpp=True
+    )
 
 
 def ship_model(config: ProjectConfig, spec: ModelSpec, raw_entry: dict[str, Any]) -> ShippedModel:
