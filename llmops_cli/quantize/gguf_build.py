@@ -97,17 +97,7 @@ def quantize_gguf_entry(
             quality=quality,
         )
         say(f"registering quantized/{spec.name}")
-        version = registry.register(
-            "quantized",
-            spec.name,
-            {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*")) if p.is_file()},
-            inputs=inputs,
-            config_hash=config.section_hash("quantized", spec.name),
-            metrics=result.metrics(),
-            params=result.params,
-            summary=pipeline._summary(result),
-        )
-        result.version = version.tag
+        pipeline.register_build(config, registry, out, inputs, result)
         return result
     finally:
         shutil.rmtree(build, ignore_errors=True)

@@ -229,20 +229,27 @@ def quantize(
             quality=quality,
         )
         say(f"registering quantized/{name}")
-        version = registry.register(
-            "quantized",
-            name,
-            {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*")) if p.is_file()},
-            inputs=inputs,
-            config_hash=config.section_hash("quantized", name),
-            metrics=result.metrics(),
-            params=result.params,
-            summary=_summary(result),
-        )
-        result.version = version.tag
+        register_build(config, registry, out, inputs, result)
         return result
     finally:
         shutil.rmtree(build, ignore_errors=True)
+
+
+def register_build(
+    config: ProjectConfig, registry: Any, out: Path, inputs: list[Input], result: QuantizeResult
+) -> None:
+    """Register the build folder ``out`` as ``quantized/NAME/vN`` with the report; sets ``result.version``."""
+    version = registry.register(
+        "quantized",
+        result.name,
+        {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*")) if p.is_file()},
+        inputs=inputs,
+        config_hash=config.section_hash("quantized", result.name),
+        metrics=result.metrics(),
+        params=result.params,
+        summary=_summary(result),
+    )
+    result.version = version.tag
 
 
 def resolve_device(device: str) -> str:
