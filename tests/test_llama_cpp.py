@@ -382,3 +382,17 @@ def test_quantize_gguf_registers_a_version_served_on_llama_cpp(tiny_spm_llama: P
         assert provider.generate([ask("the app", max_new_tokens=4)])[0].completion_tokens >= 1
     finally:
         clear_provider_cache()
+
+
+def test_vllm_gets_the_gguf_file_of_a_gguf_build() -> None:
+    from llmops_cli.deploy.packages import _served_model
+
+    component = {
+        "kind": "quantized",
+        "name": "base-q4",
+        "path": "artifacts/quantized/base-q4",
+        "detail": {"format": "gguf", "file": "model.gguf", "type": "q4_k_m"},
+    }
+    served = _served_model(component)
+    assert served.path == "artifacts/quantized/base-q4" and served.file == "model.gguf" and served.bits is None
+    assert served.note is not None and "llama.cpp" in served.note

@@ -93,6 +93,8 @@ def render_vllm(config: ProjectConfig, spec: DeploymentSpec, package: PackageRef
     name = release_name(spec)
     copied = [p for p in [model.path, *(a.path for a in adapters)] if p]
     source = f"{MODELS_MOUNT}/{model.path}" if model.path else str(model.hub_id)
+    if model.path and model.file:
+        source += f"/{model.file}"
     args = [source, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT), "--served-model-name", model.name]
     if model.bits:
         args += ["--quantization", "bitsandbytes"]
@@ -192,7 +194,9 @@ def render_kserve(config: ProjectConfig, spec: DeploymentSpec, package: PackageR
     name, claim = release_name(spec), claim_name(spec)
     copied = [p for p in [model.path, *(a.path for a in adapters)] if p]
     model_spec: dict[str, Any] = {
-        "uri": f"pvc://{claim}/{model.path}" if model.path else f"hf://{model.hub_id}",
+        "uri": (f"pvc://{claim}/{model.path}" + (f"/{model.file}" if model.file else ""))
+        if model.path
+        else f"hf://{model.hub_id}",
         "name": model.name,
     }
     if adapters:

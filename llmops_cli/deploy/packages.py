@@ -146,6 +146,7 @@ class ServedModel:
     hub_id: str | None = None
     bits: int | None = None  # pre-quantized with bitsandbytes
     note: str | None = None
+    file: str | None = None  # the weights file inside ``path`` the runtime loads (a GGUF build)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,12 @@ def llm_weights(config: ProjectConfig, package: PackageRef) -> tuple[ServedModel
 def _served_model(component: dict[str, Any]) -> ServedModel:
     name = str(component["name"])
     detail = component.get("detail") or {}
+    if component.get("kind") == "quantized" and detail.get("format") == "gguf":
+        note = (
+            f"model '{name}' is a GGUF build ({detail.get('type')}); vLLM loads GGUF files experimentally and "
+            "cannot add LoRA adapters to one; runtime: llmops serves it on llama.cpp"
+        )
+        return ServedModel(name, path=str(component["path"]), note=note, file=str(detail.get("file") or "model.gguf"))
     if component.get("kind") == "quantized":
         bits = detail.get("bits")
         return ServedModel(name, path=str(component["path"]), bits=int(bits) if bits else None)

@@ -206,7 +206,7 @@ def _ship_gguf_build(
     what = f"GGUF {entry.get('type')}"
     bundle_entry["description"] = str(entry.get("description") or f"{what} of {entry.get('model')}{merged}")
     weights = sum(p.stat().st_size for rel, p in art.files.items() if _is_weight(rel))
-    component = art.component(prefix, base=entry.get("model"))
+    component = art.component(prefix, base=entry.get("model"), format="gguf", file=GGUF_NAME, type=entry.get("type"))
     note = (
         f"{name} is {what}: it runs on llama.cpp (llama-cpp-python; `python -m llmops_cli.engines.install` builds it)."
     )
