@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -93,7 +92,7 @@ class LlamaCppProvider:
         self.context = context or raw.get("max_context")
         self.batch_size = self.parallel  # what eval and serve read to size their batches
         self._lock = threading.Lock()
-        self._slots: queue.Queue[_Slot] | None = None
+        self._ready = False  # the slots exist
         self._free: list[_Slot] = []
         self._free_cond = threading.Condition()
         self._formatter: Any = None
@@ -107,7 +106,7 @@ class LlamaCppProvider:
 
     @property
     def loaded(self) -> bool:
-        return bool(self._free) or self._slots is not None
+        return self._ready
 
     def with_batch_size(self, batch_size: int) -> LlamaCppProvider:
         return self  # slots, not batches: the batch size of callers does not change anything here
@@ -117,7 +116,7 @@ class LlamaCppProvider:
     def load(self) -> None:
         """Create the slots now (servers warm up at start); later calls are free."""
         with self._lock:
-            if self._slots is not None:
+            if self._ready:
                 return
             engine.require(f"Running model '{self.spec.name}' on llama.cpp")
             if not self.gguf_file.is_file():
@@ -135,7 +134,7 @@ class LlamaCppProvider:
             slots = [_Slot(self._new_context()) for _ in range(self.parallel)]
             with self._free_cond:
                 self._free = list(slots)
-            self._slots = queue.Queue()
+            self._ready = True
 
     def _new_context(self) -> Any:
         n_ctx = int(self.context or min(DEFAULT_CONTEXT, _trained_context(self._vocab) or DEFAULT_CONTEXT))
