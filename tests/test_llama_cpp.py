@@ -396,3 +396,11 @@ def test_vllm_gets_the_gguf_file_of_a_gguf_build() -> None:
     served = _served_model(component)
     assert served.path == "artifacts/quantized/base-q4" and served.file == "model.gguf" and served.bits is None
     assert served.note is not None and "llama.cpp" in served.note
+
+
+def test_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpus.cpu_has_bf16(info)
+    info.write_text("flags\t\t: fpu avx2 avx512f\n")
+    assert not cpus.cpu_has_bf16(info)

@@ -359,8 +359,10 @@ def test_list_models(project_root: Path, tiny_model_dir: Path) -> None:
 def test_load_model_generates(project_root: Path, tiny_model_dir: Path) -> None:
     import torch
 
+    from llmops_cli.engines.cpus import cpu_has_bf16
+
     model, tokenizer = load_model(spec(str(tiny_model_dir)), project_root)
-    assert model.dtype == torch.float32  # "auto" on CPU
+    assert model.dtype == (torch.bfloat16 if cpu_has_bf16() else torch.float32)  # "auto" on CPU
     assert not model.training
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "what is the capital of france?"}],

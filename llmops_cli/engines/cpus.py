@@ -94,6 +94,16 @@ def configure_torch_threads(threads: int | None = None) -> int:
         return threads
 
 
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16; Linux x86)."""
+    text = _read(cpuinfo) or ""
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text(encoding="ascii").strip()
