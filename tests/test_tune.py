@@ -466,7 +466,13 @@ def test_adapter_loads_with_plain_peft_and_changes_the_output(tune_cli: Any, tun
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    assert tune_cli("tune", "a-lora", cwd=tune_project).exit_code == 0
+    result = tune_cli("tune", "a-lora", cwd=tune_project)
+    assert result.exit_code == 0
+    # Not a terminal: plain progress lines instead of a live bar, ending at the last step.
+    import re
+
+    steps = re.findall(r"^a-lora: step (\d+)/(\d+), loss ", result.output, flags=re.MULTILINE)
+    assert steps and steps[-1][0] == steps[-1][1]
     tokenizer = AutoTokenizer.from_pretrained(untied_llama_dir)
     ids = tokenizer("what is the capital of france?", return_tensors="pt").input_ids
     base = AutoModelForCausalLM.from_pretrained(untied_llama_dir).eval()

@@ -8,6 +8,7 @@ both read the way people type them (an adapter named ``merge`` or ``run`` needs 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
@@ -188,8 +189,28 @@ def _progress(adapter: str, *, enabled: bool) -> Iterator[Any]:
     )  # fmt: skip
     with Progress(*columns, console=output.err_console(), disable=not enabled) as bar:
         task = bar.add_task(adapter, total=None, start=False, loss="-", lr="-", speed="-", eval="-")
+        # Piped into a CI log, a live bar draws nothing until it ends: print a plain line instead,
+        # every tenth of the run (and at least every 60 s), so a long tune shows it is alive.
+        plain = enabled and not bar.console.is_terminal
+        started = time.monotonic()
+        last = {"step": 0, "at": started}
+
+        def line(event: TrainEvent) -> None:
+            fields = bar.tasks[0].fields
+            total = event.total_steps or bar.tasks[0].total or 0
+            due = event.step - last["step"] >= max(1, int(total) // 10) or time.monotonic() - last["at"] >= 60
+            if event.step and (due or event.step == total):
+                last.update(step=event.step, at=time.monotonic())
+                elapsed = time.monotonic() - started
+                bar.console.print(
+                    f"{adapter}: step {event.step}/{total or '?'}, loss {fields['loss']}, lr {fields['lr']}, "
+                    f"{fields['speed']} tok/s, eval loss {fields['eval']}, {elapsed:.0f} s",
+                    soft_wrap=True,
+                )
 
         def report(event: TrainEvent) -> None:
+            if plain and event.kind == "phase":
+                bar.console.print(f"{adapter}: {event.message}", soft_wrap=True)
             if event.kind == "phase":
                 bar.update(task, description=f"{adapter}: {event.message}")
             elif event.kind == "start":
@@ -201,6 +222,8 @@ def _progress(adapter: str, *, enabled: bool) -> Iterator[Any]:
                     task, description=adapter, completed=event.step, loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}",
                     speed=f"{event.tokens_per_s or 0:.0f}",
                 )  # fmt: skip
+                if plain:
+                    line(event)
             elif event.kind == "eval":
                 bar.update(task, eval=f"{event.eval_loss:.4f}")
             elif event.kind == "checkpoint":
