@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -173,9 +172,3 @@ def _run_converter(args: list[str], name: str) -> None:
             f"llama.cpp's converter failed on '{name}' (exit {proc.returncode}):\n{tail}",
             hint="Is this a Llama-family model with its tokenizer files in the folder?",
         )
-
-
-def copy_atomic(source: Path, dest: Path) -> None:
-    partial = dest.with_name(dest.name + ".partial")
-    shutil.copyfile(source, partial)
-    partial.replace(dest)

@@ -31,6 +31,7 @@ from llmops_cli.package.archive import (
     parse_manifest_files,
     read_member_bytes,
 )
+from llmops_cli.versioning.store import sha256_file
 
 _CHUNK = 1024 * 1024
 
@@ -244,7 +245,7 @@ def verify_tree(root: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> int:
             problems.append(f"{path}: missing or replaced by a link")
         elif local.stat().st_size != size:
             problems.append(f"{path}: {local.stat().st_size} bytes, the manifest says {size}")
-        elif _sha256_path(local) != sha:
+        elif sha256_file(local) != sha:
             problems.append(f"{path}: content differs from the manifest")
     if problems:
         raise PackageIntegrityError(
@@ -252,11 +253,3 @@ def verify_tree(root: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> int:
             hint="Unpack the package again from its archive ('llmops package unpack ARCHIVE DIR').",
         )
     return len(listed)
-
-
-def _sha256_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()

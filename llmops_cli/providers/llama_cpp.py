@@ -154,9 +154,8 @@ class LlamaCppProvider:
 
         metadata = llm.metadata or {}
         template = self.spec.raw.get("chat_template") or metadata.get("tokenizer.chat_template")
-        vocab = llm._model  # token text for the special ids named in the metadata
-        eos = _token_text(llm, vocab, metadata.get("tokenizer.ggml.eos_token_id"))
-        bos = _token_text(llm, vocab, metadata.get("tokenizer.ggml.bos_token_id"))
+        eos = _token_text(llm, metadata.get("tokenizer.ggml.eos_token_id"))
+        bos = _token_text(llm, metadata.get("tokenizer.ggml.bos_token_id"))
         self._eos = eos
         self._template = template
         if template:
@@ -336,7 +335,7 @@ def _trained_context(llm: Any) -> int | None:
         return None
 
 
-def _token_text(llm: Any, model: Any, token_id: Any) -> str:
+def _token_text(llm: Any, token_id: Any) -> str:
     try:
         return llm.detokenize([int(token_id)], special=True).decode("utf-8", errors="replace")
     except (TypeError, ValueError):
