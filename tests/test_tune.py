@@ -471,8 +471,13 @@ def test_adapter_loads_with_plain_peft_and_changes_the_output(tune_cli: Any, tun
     # Not a terminal: plain progress lines instead of a live bar, ending at the last step.
     import re
 
-    steps = re.findall(r"^a-lora: step (\d+)/(\d+), loss ", result.output, flags=re.MULTILINE)
-    assert steps and steps[-1][0] == steps[-1][1]
+    steps = re.findall(
+        r"^a-lora: (\d+)/(\d+) \(\d+%\), elapsed [\d:]+, loss ([\d.]+)", result.output, flags=re.MULTILINE
+    )
+    assert steps and steps[-1][0] == steps[-1][1], result.output
+    # The bar's loss at the end is the summary's train loss (both: mean of the last logging window).
+    summary = re.search(r"train loss \(last logging window\)\s*│\s*([\d.]+)", result.output)
+    assert summary is not None and summary.group(1) == steps[-1][2], result.output
     tokenizer = AutoTokenizer.from_pretrained(untied_llama_dir)
     ids = tokenizer("what is the capital of france?", return_tensors="pt").input_ids
     base = AutoModelForCausalLM.from_pretrained(untied_llama_dir).eval()

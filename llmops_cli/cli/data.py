@@ -252,10 +252,12 @@ def _overlaps(st: DatasetStats) -> None:
 @contextmanager
 def _progress(name: str, *, enabled: bool) -> Iterator[ProgressFn]:
     """A rich progress display fed by dataset_stats' (phase, done, total) callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from llmops_cli.cli.progress import live_progress
 
     columns = (TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=output.err_console(), disable=not enabled, transient=True) as bar:
+    with live_progress(*columns, enabled=enabled) as bar:
         tasks: dict[str, Any] = {}
         labels = {"tokenizer": "loading the tokenizer", "tokens": "counting tokens"}
 

@@ -301,7 +301,9 @@ def _report(result: DeployResult, json_out: bool) -> None:
 @contextlib.contextmanager
 def _progress(label: str, *, enabled: bool) -> Iterator[Any]:
     """A transient status line fed by (phase, done, total) callbacks."""
-    with output.err_console().status(label, spinner="dots") if enabled else contextlib.nullcontext() as status:
+    from llmops_cli.cli.progress import live_status
+
+    with live_status(label) if enabled else contextlib.nullcontext() as status:
         names = {"plan": "collecting", "hash": "hashing", "write": "writing", "register": "registering",
                  "unpack": "unpacking", "ready": "waiting for /ready"}  # fmt: skip
 

@@ -176,11 +176,13 @@ def _compare(cfg: Any, runs: list[SuiteResult], ref: str, limit: float | None, *
 
 @contextlib.contextmanager
 def _progress(label: str, *, enabled: bool) -> Iterator[Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    columns = [TextColumn(f"eval {label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=output.err_console(), disable=not enabled, transient=True) as bar:
-        task = bar.add_task("cases", total=None)
+    from llmops_cli.cli.progress import live_progress
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with live_progress(*columns, enabled=enabled) as bar:
+        task = bar.add_task(f"eval {label}", total=None)
 
         def report(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)

@@ -299,10 +299,12 @@ def _serves(manifest: dict[str, Any]) -> str:
 @contextlib.contextmanager
 def _progress(label: str, *, enabled: bool) -> Iterator[Any]:
     """A rich progress bar over bytes, fed by (phase, done, total) callbacks."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn
+
+    from llmops_cli.cli.progress import live_progress
 
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=output.err_console(), disable=not enabled, transient=True) as bar:
+    with live_progress(*columns, enabled=enabled) as bar:
         task = bar.add_task(label, total=None)
         names = {"plan": "collecting", "hash": "hashing", "write": "writing", "register": "registering"}
 

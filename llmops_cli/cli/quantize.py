@@ -64,12 +64,14 @@ def _status(name: str, *, enabled: bool) -> Iterator[Any]:
         return
     from rich.markup import escape
 
+    from llmops_cli.cli.progress import live_status
+
     console = output.err_console()
-    with console.status(f"{name}: starting") as status:
+    with live_status(f"{name}: starting") as status:
         current: list[str] = []
 
         def report(message: str, done: int | None = None, total: int | None = None) -> None:
-            if current and current[-1] != message:
+            if current and current[-1] != message and console.is_terminal:
                 console.print(f"[dim]  {escape(current[-1])}[/dim]")
             if not current or current[-1] != message:
                 current.append(message)

@@ -8,7 +8,6 @@ both read the way people type them (an adapter named ``merge`` or ``run`` needs 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
@@ -157,7 +156,7 @@ def _print_result(result: TuneResult) -> None:
         return "-" if value is None else format(value, fmt)
 
     rows = [
-        ["train loss", num(m.get("train_loss"))],
+        ["train loss (last logging window)", num(m.get("train_loss"))],
         ["eval loss", f"{num(m.get('eval_loss_before'))} → {num(m.get('eval_loss_after'))}"],
         ["steps", str(m.get("steps"))],
         ["tokens", f"{m.get('tokens', 0):,} at {num(m.get('tokens_per_s'), '.1f')} tokens/s"],
@@ -171,15 +170,15 @@ def _print_result(result: TuneResult) -> None:
 
 @contextlib.contextmanager
 def _progress(adapter: str, *, enabled: bool) -> Iterator[Any]:
-    """A rich progress bar (step, loss, lr, tokens/s, eval loss) fed by the trainer's events."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """A rich progress bar (step, loss, lr, tokens/s, eval loss) fed by the trainer's events.
+
+    ``loss`` is the mean over the current logging window (``logging_steps``), the figure written to
+    metrics.jsonl; at the last step it is the summary's "train loss". In a piped log the bar's
+    fields come out as a plain line every few seconds (see :mod:`llmops_cli.cli.progress`).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from llmops_cli.cli.progress import live_progress
 
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -187,30 +186,13 @@ def _progress(adapter: str, *, enabled: bool) -> Iterator[Any]:
         TextColumn("eval {task.fields[eval]}"),
         TimeElapsedColumn(), TimeRemainingColumn(),
     )  # fmt: skip
-    with Progress(*columns, console=output.err_console(), disable=not enabled) as bar:
+    with live_progress(*columns, enabled=enabled, transient=False) as bar:
         task = bar.add_task(adapter, total=None, start=False, loss="-", lr="-", speed="-", eval="-")
-        # Piped into a CI log, a live bar draws nothing until it ends: print a plain line instead,
-        # every tenth of the run (and at least every 60 s), so a long tune shows it is alive.
         plain = enabled and not bar.console.is_terminal
-        started = time.monotonic()
-        last = {"step": 0, "at": started}
-
-        def line(event: TrainEvent) -> None:
-            fields = bar.tasks[0].fields
-            total = event.total_steps or bar.tasks[0].total or 0
-            due = event.step - last["step"] >= max(1, int(total) // 10) or time.monotonic() - last["at"] >= 60
-            if event.step and (due or event.step == total):
-                last.update(step=event.step, at=time.monotonic())
-                elapsed = time.monotonic() - started
-                bar.console.print(
-                    f"{adapter}: step {event.step}/{total or '?'}, loss {fields['loss']}, lr {fields['lr']}, "
-                    f"{fields['speed']} tok/s, eval loss {fields['eval']}, {elapsed:.0f} s",
-                    soft_wrap=True,
-                )
 
         def report(event: TrainEvent) -> None:
             if plain and event.kind == "phase":
-                bar.console.print(f"{adapter}: {event.message}", soft_wrap=True)
+                bar.console.print(f"{adapter}: {event.message}", soft_wrap=True, markup=False)
             if event.kind == "phase":
                 bar.update(task, description=f"{adapter}: {event.message}")
             elif event.kind == "start":
@@ -222,11 +204,9 @@ def _progress(adapter: str, *, enabled: bool) -> Iterator[Any]:
                     task, description=adapter, completed=event.step, loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}",
                     speed=f"{event.tokens_per_s or 0:.0f}",
                 )  # fmt: skip
-                if plain:
-                    line(event)
             elif event.kind == "eval":
                 bar.update(task, eval=f"{event.eval_loss:.4f}")
             elif event.kind == "checkpoint":
-                bar.console.print(f"  saved {event.message}")
+                bar.console.print(f"  saved {event.message}", markup=False)
 
         yield report

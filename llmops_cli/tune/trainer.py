@@ -245,7 +245,14 @@ def train(
         window_tokens, window_time = window_tokens + tokens, window_time + seconds
         epoch = schedule.epoch_of(step * schedule.grad_accum)
         speed = session_tokens / session_time if session_time else 0.0
-        emit(TrainEvent("step", step, total, loss=loss, lr=lr, tokens_per_s=speed, epoch=epoch, eval_loss=last_eval))
+        # The progress shows the mean of the logging window so far: the figure metrics.jsonl gets at
+        # the window's end, and at the last step the run's reported train loss (not one noisy step).
+        window_mean = sum(window) / len(window)
+        emit(
+            TrainEvent(
+                "step", step, total, loss=window_mean, lr=lr, tokens_per_s=speed, epoch=epoch, eval_loss=last_eval
+            )
+        )
         if step % t.logging_steps == 0 or step == total:
             state["train_loss"] = sum(window) / len(window)
             metrics.write({
