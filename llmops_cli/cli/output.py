@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from llmops_cli.cli.state import STATE
+from llmops_cli.text import plural as plural  # "1 request" / "2 requests": use it for counts in messages
 
 
 @cache
