@@ -137,7 +137,7 @@ def test_failing_step_is_named_and_partial_trace_kept(project: Path) -> None:
     cfg = load_config(project, env={})
     with pytest.raises(ChainStepError) as info:
         ChainRunner(cfg, runtime=FakeRuntime(project, fail_retrieve=True)).run("rag-answer", {"question": "q"})
-    assert "step 0" in info.value.message and "retrieve kb" in info.value.message
+    assert "step 1 (retrieve-1: retrieve kb)" in info.value.message  # 1-based, with the id
     assert "llmops index kb" in (info.value.hint or "")
     saved = json.loads((project / ".llmops/traces/rag-answer.jsonl").read_text().splitlines()[-1])
     assert saved["status"] == "error" and saved["steps"][0]["error"]

@@ -67,7 +67,7 @@ def test_renamed_variable_is_breaking_in_every_format(project: Path, pcli: Any) 
     assert answer["status"] == "modified" and answer["variables"]["renamed"] == {"question": "query"}
     assert breaking_kinds(data) == ["variable_added", "variable_removed"]
     removed = next(b for b in answer["breaking"] if b["kind"] == "variable_removed")
-    assert "chain 'rag-answer' step 2 still passes it" in removed["reason"]
+    assert "chain 'rag-answer' step 2 (prompt-2) still passes it" in removed["reason"]
     assert "-Question: {{ question }}" in answer["diff"]["template"]
     assert answer["dependents"]["chains"] == ["rag-answer"] and answer["dependents"]["evals"] == ["quality"]
 
@@ -153,7 +153,7 @@ def test_deleted_prompt_still_referenced_is_breaking(project: Path) -> None:
     assert change.status == "deleted"
     ((name, breaking),) = report.breaking
     assert name == "answer" and breaking.kind == "prompt_deleted"
-    assert "chain 'rag-answer' step 2 renders it" in breaking.reason
+    assert "chain 'rag-answer' step 2 (prompt-2) renders it" in breaking.reason
     assert "-Question: {{ question }}" in change.text["template"]
 
 

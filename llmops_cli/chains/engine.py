@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.chains import templating
+from llmops_cli.chains.analysis import step_id
 from llmops_cli.chains.errors import ChainStepError
 from llmops_cli.chains.runtime import ProjectRuntime, Runtime
 from llmops_cli.chains.steps import STEP_KINDS, run_step
@@ -27,8 +28,8 @@ from llmops_cli.paths import STATE_DIR
 
 @dataclass
 class StepRecord:
-    index: int
-    id: str
+    index: int  # 0-based position in the chain's steps (shown 1-based: "step 2 (generate)")
+    id: str  # the step's id, else KIND-N with N 1-based
     kind: str
     target: str  # the prompt / retriever / transform / function the step uses
     output: str
@@ -128,9 +129,9 @@ class ChainRunner:
 
     def _run_one(self, run: ChainRun, index: int, step: dict[str, Any], context: dict[str, Any]) -> StepRecord:
         kind = _step_kind(step)
-        step_id = step.get("id") or f"{kind}-{index}"
-        record = StepRecord(index, step_id, kind, str(step[kind]), step.get("output") or step.get("id") or kind)
-        label = f"{index} ({step_id}: {kind} {step[kind]})"
+        sid = step_id(step, index)
+        record = StepRecord(index, sid, kind, str(step[kind]), step.get("output") or step.get("id") or kind)
+        label = f"{index + 1} ({sid}: {kind} {step[kind]})"  # 1-based, as validate and prompt diff show it
         try:
             if "when" in step:
                 condition = templating.evaluate(step["when"], context, where=f"step {label} when")

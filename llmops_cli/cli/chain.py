@@ -56,7 +56,7 @@ def _print_trace(run: Any) -> None:
         inputs = _short(s.inputs.get("query") or s.inputs.get("variables") or s.inputs.get("input") or s.inputs, 80)
         rows.append(
             [
-                f"{s.index} {s.id}",
+                f"{s.index + 1} ({s.id})",
                 f"{s.kind} {s.target}",
                 state,
                 tokens,

@@ -84,11 +84,59 @@ def validate_project(root: Path, *, env: Mapping[str, str] | None = None) -> Val
         RefChecker(data, root, problems).run()
     all_problems.extend(problems.items)
     prompt_files = _check_prompt_files(data, root, env, all_problems) if isinstance(data, dict) else {}
+    if isinstance(data, dict):
+        for finding in _runtime_findings(data, root, prompt_files, all_problems):
+            problems.add(finding.path, finding.message, at_key=finding.at_key)
+        all_problems.extend(p for p in problems.items if p not in all_problems)
     all_problems.sort()
     config = None
     if not all_problems:
         config = ProjectConfig.from_dict(data, root=root, path=path)
     return ValidationResult(config, all_problems, prompt_files)
+
+
+def _runtime_findings(
+    data: dict[str, Any], root: Path, prompt_files: dict[str, Any], found: list[Problem]
+) -> list[Any]:
+    """What ``chain run`` and ``eval`` would refuse later (:mod:`llmops_cli.chains.analysis`): step
+    variables against their prompts, references to later or unknown step outputs, adapters on
+    another base model, eval targets needing fields their dataset lacks."""
+    from llmops_cli.chains.analysis import analyze_project
+    from llmops_cli.errors import ConfigError
+    from llmops_cli.prompts.spec import parse_prompt
+
+    invalid = {p.file for p in found}
+    specs: dict[str, Any] = {}
+
+    def lookup(name: str) -> Any:
+        if name not in specs:
+            spec = None
+            raw = prompt_files.get(name)
+            ref = (data.get("prompts") or {}).get(name)
+            file = ref.get("file") if isinstance(ref, dict) else None
+            if isinstance(raw, dict) and isinstance(file, str) and _display_name(root / file) not in invalid:
+                try:
+                    spec = parse_prompt(raw, name=name, file=file)
+                except ConfigError:
+                    spec = None  # its problems are reported with the prompt file
+            specs[name] = spec
+        return specs[name]
+
+    for name in prompt_files:
+        spec = lookup(name)
+        if (
+            spec is None
+            or not isinstance(spec.examples_file, str)
+            or _display_name(root / spec.examples_file) in invalid
+        ):
+            continue
+        from llmops_cli.chains.analysis import example_findings
+        from llmops_cli.prompts.spec import disk_reader
+
+        text = disk_reader(root)(spec.examples_file)
+        for line, message in example_findings(spec, text or ""):
+            found.append(Problem(_display_name(root / spec.examples_file), line, 1, "(example)", message))
+    return analyze_project(data, lookup, root=root)
 
 
 def _check_prompt_files(

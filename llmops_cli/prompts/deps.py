@@ -10,56 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-STEP_KINDS = ("prompt", "retrieve", "transform", "call")
+from llmops_cli.chains.analysis import StepUse, prompt_steps, step_output_name
+
+__all__ = ["Dependents", "StepUse", "find_dependents", "step_output_name"]
 
 
 def _section(data: Mapping[str, Any], name: str) -> dict[str, Any]:
     value = data.get(name)
     return value if isinstance(value, dict) else {}
-
-
-def step_output_name(step: Mapping[str, Any]) -> str | None:
-    """The name a step writes: ``output``, else its ``id``, else its kind."""
-    if step.get("output"):
-        return str(step["output"])
-    if step.get("id"):
-        return str(step["id"])
-    return next((kind for kind in STEP_KINDS if kind in step), None)
-
-
-@dataclass(frozen=True)
-class StepUse:
-    """One chain step that renders the prompt, and what it hands over as variables."""
-
-    chain: str
-    index: int  # 0-based position in the chain's steps
-    step_id: str | None
-    explicit_vars: tuple[str, ...] | None  # keys of `vars:`; None when the step passes values implicitly
-    available: tuple[str, ...]  # chain inputs and earlier step outputs (what implicit passing draws from)
-    model: str | None = None
-    adapter: str | None = None
-
-    @property
-    def label(self) -> str:
-        name = f" ('{self.step_id}')" if self.step_id else ""
-        return f"chain '{self.chain}' step {self.index + 1}{name}"
-
-    def passes(self, variable: str) -> bool:
-        """Whether this step hands ``variable`` to the prompt (explicitly, or by a matching chain value)."""
-        if self.explicit_vars is not None:
-            return variable in self.explicit_vars
-        return variable in self.available
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "chain": self.chain,
-            "step": self.index + 1,
-            "id": self.step_id,
-            "vars": list(self.explicit_vars) if self.explicit_vars is not None else None,
-            "available": list(self.available),
-            "model": self.model,
-            "adapter": self.adapter,
-        }
 
 
 @dataclass(frozen=True)
@@ -88,37 +46,9 @@ class Dependents:
         }
 
 
-def _uses(data: Mapping[str, Any], prompt: str) -> list[StepUse]:
-    uses: list[StepUse] = []
-    for chain, spec in _section(data, "chains").items():
-        if not isinstance(spec, dict):
-            continue
-        available = [str(i) for i in spec.get("inputs") or []]
-        for index, step in enumerate(spec.get("steps") or []):
-            if not isinstance(step, dict):
-                continue
-            if step.get("prompt") == prompt:
-                raw_vars = step.get("vars")
-                uses.append(
-                    StepUse(
-                        chain=chain,
-                        index=index,
-                        step_id=step.get("id"),
-                        explicit_vars=tuple(raw_vars) if isinstance(raw_vars, dict) else None,
-                        available=tuple(dict.fromkeys(available)),
-                        model=step.get("model"),
-                        adapter=step.get("adapter"),
-                    )
-                )
-            output = step_output_name(step)
-            if output:
-                available.append(output)
-    return uses
-
-
 def find_dependents(data: Mapping[str, Any], prompt: str) -> Dependents:
     """Everything in the config ``data`` that uses the prompt named ``prompt``."""
-    steps = _uses(data, prompt)
+    steps = prompt_steps(data, prompt)
     chains = list(dict.fromkeys(s.chain for s in steps))
     references = [f"{s.label} renders it" for s in steps]
     adapters = [s.adapter for s in steps if s.adapter]

@@ -288,6 +288,21 @@ def _flag_undeclared(change: PromptChange, a: PromptSpec | None, b: PromptSpec) 
         )
 
 
+def _flag_step_values(change: PromptChange, b: PromptSpec, new: Snapshot) -> None:
+    """Literal ``vars:`` values the new prompt's types refuse (the check ``llmops validate`` runs)."""
+    from llmops_cli.chains.analysis import step_variable_findings
+
+    raw = new.config.get("chains")
+    chains: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    for use in change.dependents.steps:
+        chain = chains.get(use.chain)
+        steps = (chain.get("steps") if isinstance(chain, dict) else None) or []
+        step = steps[use.index] if use.index < len(steps) and isinstance(steps[use.index], dict) else None
+        for finding in step_variable_findings(use, b, step):
+            if finding.kind == "type":
+                change.breaking.append(Breaking("variable_type", finding.message))
+
+
 # -- one prompt ----------------------------------------------------------------------------------
 
 
@@ -329,6 +344,7 @@ def compare_prompt(name: str, a: PromptEntry | None, b: PromptEntry | None, new:
         change.params = _param_changes(sa, sb)
         _flag_variables(change, sa, sb)
     _flag_undeclared(change, sa, sb)
+    _flag_step_values(change, sb, new)
     if status in ("modified", "renamed") and not (
         change.text or change.fields or change.params or change.examples or change.breaking
         or change.variables_added or change.variables_removed or change.variables_changed
