@@ -89,6 +89,35 @@ def serve(
             file_okay=False,
         ),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="Where local models run: auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda or cuda:N "
+            "(default: the deployment's serve.device, or auto).",
+        ),
+    ] = None,
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            "--upstream",
+            help="Run as a gateway in front of this OpenAI-compatible server (vLLM, another llmops serve): "
+            "its models are served with this server's keys, limits, logging and metrics.",
+            metavar="URL",
+        ),
+    ] = None,
+    upstream_key_env: Annotated[
+        str | None,
+        typer.Option("--upstream-key-env", help="Environment variable with the upstream's API key.", metavar="NAME"),
+    ] = None,
+    upstream_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--upstream-timeout",
+            help="Seconds to wait for the upstream's answer or its next streamed piece; "
+            "longer gets 504 (default: 600).",
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")
     ] = "info",
@@ -120,11 +149,15 @@ def serve(
         public_metrics=public_metrics or None,
         allow_code=allow_code or None,
         store_path=store,
+        device=device,
+        upstream=upstream,
+        upstream_key_env=upstream_key_env,
+        upstream_timeout_s=upstream_timeout,
     )
     from llmops_cli.serve import create_app, run_server
 
     app = create_app(config, options=options)
-    _announce(config, options, app.state.llmops)
+    _announce(config, app.state.llmops.options, app.state.llmops)  # device resolved
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after its graceful shutdown
         run_server(app, options, log_level=log_level)
     output.info("server stopped")
@@ -133,8 +166,14 @@ def serve(
 def _announce(config: ProjectConfig, options: ServeOptions, state: ServerState) -> None:
     catalog, store = state.catalog, state.store
     where = f"http://{options.host}:{options.port}" if options.port else f"http://{options.host}:<free port>"
-    output.info(f"serving [bold]{config.name}[/bold] at {where}/v1 (default model: {catalog.default.id})")
-    output.info(f"[dim]requests are logged to {store.path}{' (redacted)' if options.redact else ''}[/dim]")
+    if catalog.upstream is not None:
+        output.info(f"serving [bold]{config.name}[/bold] at {where}/v1 as a gateway to {catalog.upstream.base_url}")
+    else:
+        output.info(
+            f"serving [bold]{config.name}[/bold] at {where}/v1 "
+            f"(default model: {catalog.default.id}, device: {options.device})"
+        )
+    output.info(f"[dim]requests are logged to {store.display}{' (redacted)' if options.redact else ''}[/dim]")
     if not options.auth_enabled:
         output.warn(
             f"API keys are OFF: anyone who can reach {options.host}:{options.port} can use this server. "

@@ -1,9 +1,15 @@
 """Text generation through an OpenAI-compatible HTTP API (OpenAI, vLLM, llama.cpp server, Ollama...).
 
-Standard library only (urllib + json), so remote models need no extra package. Each request is one
-``POST {base_url}/chat/completions``; a few run concurrently on a small thread pool. Connection
-errors, timeouts, 429 and 5xx are retried with exponential backoff and jitter (``Retry-After`` is
-honoured); other 4xx are the caller's mistake and fail at once with the server's own message.
+Standard library only (urllib + json) for whole answers, so remote models need no extra package.
+Each request is one ``POST {base_url}/chat/completions``; a few run concurrently on a small thread
+pool. Connection errors, timeouts, 429 and 5xx are retried with exponential backoff and jitter
+(``Retry-After`` is honoured); other 4xx are the caller's mistake and fail at once with the
+server's own message. :meth:`OpenAIProvider.stream` (``stream: true``, used by the gateway of
+``llmops serve --upstream``) reads the server's SSE events with httpx as they arrive.
+
+Errors carry ``http_status``, the answer a gateway gives for them: the upstream's own 4xx (400,
+404, 413, 422, 429), 502 when it cannot be reached, fails (5xx) or refuses our key (401/403),
+504 when it does not answer in time.
 """
 
 from __future__ import annotations
@@ -14,15 +20,16 @@ import json
 import os
 import random
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from llmops_cli.errors import UnavailableError, UsageError
+from llmops_cli.errors import LlmopsError, UnavailableError, UsageError
 from llmops_cli.generation import GenerationRequest, GenerationResult
 from llmops_cli.providers.common import ProgressCallback, check_messages, cut_at_stop
 
@@ -44,6 +51,7 @@ class _Attempt:
     retry: bool
     wait_s: float | None = None
     status: int | None = None
+    timed_out: bool = False
 
 
 class OpenAIProvider:
@@ -66,6 +74,7 @@ class OpenAIProvider:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
+        concurrency: int | None = None,
     ) -> None:
         unset = _UNSET_VAR.search(base_url)
         if unset:  # the config loader leaves ${VAR} as written when the variable is missing
@@ -85,6 +94,13 @@ class OpenAIProvider:
         self.max_concurrency = max(1, int(max_concurrency))
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        if concurrency is not None:
+            # Read by BatchingProvider: this many one-request calls in flight at once, none waiting
+            # for a batch to fill (a gateway forwards each request the moment it arrives).
+            self.concurrency = max(1, int(concurrency))
+            self.preferred_batch = 1
+        self._client: Any = None  # httpx.Client for streaming, made on first use
+        self._client_lock = threading.Lock()
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, *, max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> OpenAIProvider:
@@ -135,6 +151,113 @@ class OpenAIProvider:
                 if progress is not None:
                     progress(done, len(requests))
             return results
+
+    def stream(
+        self, request: GenerationRequest, cancel: threading.Event | None = None
+    ) -> Generator[str, None, GenerationResult]:
+        """Text deltas of one ``stream: true`` answer, each as soon as its SSE event arrives.
+
+        The generator's return value is the result (usage from the server's last event when it
+        sends one, else the number of content events). Setting ``cancel`` or closing the generator
+        closes the connection, which stops the server's generation. No retries: a stream is not
+        repeated behind the client's back.
+        """
+        import httpx
+
+        check_messages(request.messages)
+        body = {**self._body(request), "stream": True, "stream_options": {"include_usage": True}}
+        headers = {**self._headers(), "Accept": "text/event-stream"}
+        started = time.perf_counter()
+        text, pieces, finish, usage, model = "", 0, "stop", None, self.model
+        try:
+            with self.http().stream("POST", self.url, json=body, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._stream_error(response.status_code, _error_text(response.text))
+                for data in _sse_data(response.iter_lines()):
+                    if cancel is not None and cancel.is_set():
+                        finish = "cancelled"
+                        break
+                    if data == "[DONE]":
+                        break
+                    event = _event(data, self.name, self.url)
+                    model = str(event.get("model") or model)
+                    usage = event.get("usage") or usage
+                    for choice in event.get("choices") or []:
+                        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                            continue
+                        delta = choice.get("delta")
+                        piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+                        finish = str(choice.get("finish_reason") or finish)
+                        if piece:
+                            text += str(piece)
+                            pieces += 1
+                            yield str(piece)
+        except httpx.TimeoutException as error:
+            message = f"Model '{self.name}' at {self.url} did not answer within {self.timeout_s:g} s ({error})."
+            raise with_status(UnavailableError(message, hint="Raise the timeout, or check the server."), 504) from None
+        except httpx.HTTPError as error:
+            message = f"Model '{self.name}' at {self.url} failed: {_reason(error) or type(error).__name__}."
+            hint = "Check that the server is running and reachable."
+            raise with_status(UnavailableError(message, hint=hint), 502) from None
+        use = usage if isinstance(usage, dict) else {}
+        return GenerationResult(
+            text=text,
+            prompt_tokens=int(use.get("prompt_tokens") or 0),
+            completion_tokens=int(use.get("completion_tokens") or pieces),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            finish_reason=finish,
+            model=model,
+        )
+
+    def list_models(self, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """The server's ``GET {base_url}/models`` entries (raises with ``http_status`` when it fails)."""
+        import httpx
+
+        url = f"{self.base_url}/models"
+        try:
+            response = self.http().get(url, headers=self._headers(), timeout=timeout_s or self.timeout_s)
+        except httpx.TimeoutException:
+            raise with_status(
+                UnavailableError(f"{url} did not answer within {timeout_s or self.timeout_s:g} s."), 504
+            ) from None
+        except httpx.HTTPError as error:
+            raise with_status(UnavailableError(f"{url} cannot be reached: {_reason(error)}."), 502) from None
+        if response.status_code >= 400:
+            raise with_status(
+                UnavailableError(f"{url} answered HTTP {response.status_code}: {_error_text(response.text)}"), 502
+            )
+        try:
+            data = response.json().get("data")
+        except (ValueError, AttributeError):
+            data = None
+        if not isinstance(data, list):
+            raise with_status(UnavailableError(f"{url} did not answer with an OpenAI model list."), 502)
+        return [entry for entry in data if isinstance(entry, dict) and isinstance(entry.get("id"), str)]
+
+    def http(self) -> Any:
+        """The shared httpx client (kept-alive connections; thread-safe)."""
+        with self._client_lock:
+            if self._client is None:
+                import httpx
+
+                timeout = httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
+                limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+                self._client = httpx.Client(timeout=timeout, limits=limits)
+            return self._client
+
+    def close(self) -> None:
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _stream_error(self, status: int, message: str) -> LlmopsError:
+        outcome = _Attempt(f"HTTP {status}: {message}", retry=status == 429 or status >= 500, status=status)
+        if not outcome.retry:
+            return _client_error(self.name, self.url, outcome)
+        error = UnavailableError(f"Model '{self.name}' at {self.url} failed: {outcome.message}")
+        return with_status(error, gateway_status(status))
 
     # --- one request ---------------------------------------------------------------------------
 
@@ -190,11 +313,12 @@ class OpenAIProvider:
             if attempt < self.max_retries:
                 time.sleep(self._delay(attempt, outcome.wait_s))
         tries = self.max_retries + 1
-        raise UnavailableError(
+        error = UnavailableError(
             f"Model '{self.name}' at {self.url} failed after {tries} attempt{'s' * (tries > 1)}: {failure.message}",
             hint="Check that the server is running and reachable, and its base_url; "
             "raise 'timeout_s' or 'max_retries' for a slow server.",
         )
+        raise with_status(error, gateway_status(failure.status, timed_out=failure.timed_out))
 
     def _post_once(self, payload: bytes, headers: dict[str, str]) -> dict[str, Any] | _Attempt:
         request = urllib.request.Request(self.url, data=payload, headers=headers, method="POST")
@@ -206,9 +330,10 @@ class OpenAIProvider:
             retry = status == 429 or status >= 500
             return _Attempt(f"HTTP {status}: {message}", retry, _retry_after(error.headers), status)
         except urllib.error.URLError as error:
-            return _Attempt(f"cannot connect ({_reason(error.reason)})", retry=True)
+            timed_out = isinstance(error.reason, TimeoutError)
+            return _Attempt(f"cannot connect ({_reason(error.reason)})", retry=True, timed_out=timed_out)
         except TimeoutError:  # socket.timeout is TimeoutError since Python 3.10
-            return _Attempt(f"no answer within {self.timeout_s:g} s (timeout_s)", retry=True)
+            return _Attempt(f"no answer within {self.timeout_s:g} s (timeout_s)", retry=True, timed_out=True)
         except (ConnectionError, http.client.HTTPException, OSError) as error:
             return _Attempt(f"connection failed ({_reason(error)})", retry=True)
         try:
@@ -255,7 +380,76 @@ def _client_error(name: str, url: str, outcome: _Attempt) -> UsageError:
         404: "Check 'base_url' (usually ending in /v1) and 'model' of this entry.",
     }
     hint = hints.get(outcome.status or 0, "Fix the request (params, messages) or the model entry.")
-    return UsageError(f"Model '{name}' at {url} refused the request: {outcome.message}", hint=hint)
+    error = UsageError(f"Model '{name}' at {url} refused the request: {outcome.message}", hint=hint)
+    return with_status(error, gateway_status(outcome.status))
+
+
+_PASSED_THROUGH = frozenset({400, 404, 409, 413, 422, 429})  # the client's own problem, said by the upstream
+
+
+def gateway_status(upstream: int | None, *, timed_out: bool = False) -> int:
+    """The HTTP status a gateway answers for an upstream failure (see the module docstring)."""
+    if timed_out:
+        return 504
+    if upstream in _PASSED_THROUGH:
+        return upstream
+    return 502  # unreachable, 5xx, or 401/403: our own key to the upstream is wrong, not the client's
+
+
+E = TypeVar("E", bound=LlmopsError)
+
+
+def with_status(error: E, status: int) -> E:
+    """``error`` marked with the HTTP status a server answers for it (read by llmops_cli.serve.errors)."""
+    error.http_status = status  # type: ignore[attr-defined]
+    return error
+
+
+def _sse_data(lines: Any) -> Generator[str, None, None]:
+    """The ``data:`` payloads of an SSE stream (one per event; comments and other fields skipped)."""
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    if data:
+        yield "\n".join(data)
+
+
+def _event(data: str, name: str, url: str) -> dict[str, Any]:
+    """One SSE event's JSON; an ``error`` event (sent after the headers) raises as the server meant it."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        raise with_status(
+            UnavailableError(f"Model '{name}' at {url} streamed invalid JSON: {data[:200]!r}"), 502
+        ) from None
+    if not isinstance(event, dict):
+        raise with_status(UnavailableError(f"Model '{name}' at {url} streamed unexpected JSON: {data[:200]}"), 502)
+    if "error" in event and not event.get("choices"):
+        detail = event["error"]
+        message = detail.get("message", detail) if isinstance(detail, dict) else detail
+        raise with_status(UnavailableError(f"Model '{name}' at {url} failed mid-stream: {message}"), 502)
+    return event
+
+
+def _error_text(body: str) -> str:
+    """The error text an OpenAI-style server put in its body ({"error": {"message": ...}}), else the body."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:500]
+    if isinstance(data, dict):
+        detail = data.get("error", data.get("detail", data.get("message")))
+        if isinstance(detail, dict):
+            detail = detail.get("message", detail)
+        if detail:
+            return str(detail)[:500]
+    return body.strip()[:500]
 
 
 def _server_message(error: urllib.error.HTTPError) -> str:
@@ -264,17 +458,7 @@ def _server_message(error: urllib.error.HTTPError) -> str:
         body = error.read().decode("utf-8", errors="replace")
     except OSError:
         body = ""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body.strip()[:500] or str(error.reason)
-    if isinstance(data, dict):
-        detail = data.get("error", data.get("detail", data.get("message")))
-        if isinstance(detail, dict):
-            detail = detail.get("message", detail)
-        if detail:
-            return str(detail)[:500]
-    return body.strip()[:500]
+    return _error_text(body) or str(error.reason)
 
 
 def _retry_after(headers: Any) -> float | None:

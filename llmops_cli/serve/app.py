@@ -24,7 +24,7 @@ from llmops_cli.monitor import MonitorStore, open_store
 from llmops_cli.serve.catalog import ModelCatalog, ProviderFactory
 from llmops_cli.serve.errors import ApiError, from_llmops_error
 from llmops_cli.serve.gate import Gate
-from llmops_cli.serve.options import ServeOptions
+from llmops_cli.serve.options import ServeOptions, resolve_device
 from llmops_cli.serve.routes import router
 from llmops_cli.serve.state import SCOPE_KEY, ServerState
 
@@ -47,7 +47,7 @@ def create_app(
     ``provider_factory(model_name, adapter_folder)`` replaces the project's providers (another
     backend, or a stand-in in tests); ``store`` replaces the project's monitor store.
     """
-    options = options or ServeOptions()
+    options = resolve_device(options or ServeOptions())
     catalog = ModelCatalog(config, options, provider_factory=provider_factory)
     state = ServerState(config, options, catalog, store or open_store(config, options.store_path))
     _register_gauges(state)

@@ -11,6 +11,9 @@ Model ids (listed by ``GET /v1/models``):
   last user message;
 * the project's name: an alias of the served package's chain (or model), else of the default model.
 
+A gateway (``options.upstream``, see :mod:`llmops_cli.serve.upstream`) serves the upstream's model
+ids instead, and nothing of the project's own.
+
 Every generation goes through one :class:`BatchingProvider` per (model, adapter), so concurrent
 requests for the same model are merged into batched ``generate`` calls.
 """
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
     from llmops_cli.providers.batching import BatchingProvider
     from llmops_cli.serve.options import ServeOptions
+    from llmops_cli.serve.upstream import Upstream
 
 ProviderFactory = Callable[[str, "Path | None"], Provider]  # (model or quantized name, adapter folder)
 CHAIN_PREFIX = "chain:"
@@ -41,7 +45,7 @@ class Target:
     """What one model id serves: a model (optionally with an adapter) or a chain."""
 
     id: str
-    kind: str  # "model" | "quantized" | "adapter" | "chain" | "alias"
+    kind: str  # "model" | "quantized" | "adapter" | "chain" | "alias" | "upstream"
     model: str | None = None
     adapter: str | None = None
     chain: str | None = None
@@ -88,23 +92,43 @@ class ModelCatalog:
     ) -> None:
         self.config = config
         self.options = options
+        self.upstream: Upstream | None = None
+        if options.upstream:
+            from llmops_cli.serve.upstream import Upstream
+
+            self.upstream = Upstream(options)
         self._factory = provider_factory or self._project_provider
         self._lock = threading.Lock()
         self._batchers: dict[tuple[str, str], BatchingProvider] = {}
         self.readiness = Readiness()
         self._default: Target | None = None
-        self._default = self._default_target()
+        if self.upstream is None:
+            self._default = self._default_target()
+
+    @property
+    def device(self) -> str:
+        """Where local models run (``upstream`` for a gateway)."""
+        return "upstream" if self.upstream is not None else self.options.device
 
     @property
     def default(self) -> Target:
         """What a request without ``model`` gets, and what ``/ready`` waits for."""
+        if self.upstream is not None:
+            return self.upstream.target(self.upstream.default_id())
         assert self._default is not None
         return self._default
+
+    def check_ready(self) -> None:
+        """Bring ``readiness`` up to date: a gateway asks its upstream (blocking; call from a thread)."""
+        if self.upstream is not None:
+            self.upstream.check(self.readiness)
 
     # --- ids -----------------------------------------------------------------------------------
 
     def targets(self) -> list[Target]:
         """Every id a request may name (adapters and quantized models only once built), in listing order."""
+        if self.upstream is not None:
+            return [self.upstream.target(m) for m in self.upstream.models()]
         cfg = self.config
         found = [Target(name, "model", model=name) for name in cfg.models]
         found += [Target(n, "quantized", model=n) for n in cfg.quantized if n not in cfg.models and self._built(n)]
@@ -120,6 +144,8 @@ class ModelCatalog:
 
     def resolve(self, model_id: str | None) -> Target:
         """The target for a request's ``model`` (the default when it names none); 404 if unknown."""
+        if self.upstream is not None:
+            return self.upstream.resolve(model_id)
         if not model_id:
             return self.default
         if model_id in self.config.models:  # the common case, without looking at artifacts on disk
@@ -224,6 +250,8 @@ class ModelCatalog:
         return batcher
 
     def _project_provider(self, model: str, adapter: Path | None) -> Provider:
+        if self.upstream is not None:
+            return self.upstream.provider(model)
         from llmops_cli.providers import get_provider
 
         return get_provider(
@@ -237,6 +265,9 @@ class ModelCatalog:
 
     def warm(self, on_loaded: Callable[[Target], None] | None = None) -> None:
         """Load the default target's model(s) now, then mark the server ready (or failed, with why)."""
+        if self.upstream is not None:
+            self.upstream.check(self.readiness, force=True)
+            return
         try:
             for model, adapter in self._models_of(self.default):
                 inner = self.batched(model, adapter).inner
@@ -271,3 +302,5 @@ class ModelCatalog:
             batchers, self._batchers = list(self._batchers.values()), {}
         for batcher in batchers:
             batcher.close()
+        if self.upstream is not None:
+            self.upstream.close()

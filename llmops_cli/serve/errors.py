@@ -69,6 +69,11 @@ def from_llmops_error(error: LlmopsError) -> ApiError:
     message = error.message + (f" {error.hint}" if error.hint else "")
     if isinstance(error, Overloaded):
         return overloaded(error.message)
+    status = getattr(error, "http_status", None)  # set by an upstream (OpenAI HTTP) provider: see gateway_status
+    if isinstance(status, int):
+        kinds = {429: "rate_limit_error", 502: "upstream_error", 504: "upstream_timeout"}
+        kind = kinds.get(status, "invalid_request_error" if status < 500 else "server_error")
+        return ApiError(status, message, type=kind, code=kinds.get(status, "upstream_refused"))
     if isinstance(error, UsageError):  # a bad request: unknown chain input, a template rejecting messages...
         return ApiError(400, message, type="invalid_request_error")
     if isinstance(error, UnavailableError):  # a model or remote that is not reachable right now

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,9 @@ DEFAULT_API_KEYS_ENV = "LLMOPS_API_KEYS"
 DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB: far above any chat request, far below a memory problem
 DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_MAX_TOKENS_LIMIT = 2048
+DEFAULT_UPSTREAM_TIMEOUT_S = 600.0  # longest wait for the upstream's answer (or its next streamed piece)
+DEVICES = "auto, cpu, cuda or cuda:N"
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,10 @@ class ServeOptions:
     public_metrics: bool = False  # /metrics without a key (for scrapers that cannot send one)
     allow_code: bool = False  # chains' `call` steps may run project code
     store_path: Path | None = None  # default: monitor.store of the project
-    device: str = "cpu"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N; create_app resolves auto (see resolve_device)
+    upstream: str | None = None  # gateway mode: an OpenAI-compatible server that does the generating
+    upstream_key_env: str | None = None  # the variable holding the upstream's API key
+    upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S
     warm: bool = True  # load the default model in the background at start-up
 
     @property
@@ -98,6 +105,7 @@ def resolve_options(
         "max_concurrency": entry.get("max_concurrency"),
         "redact": entry.get("redact"),
         "package": entry.get("package"),
+        "device": (entry.get("serve") or {}).get("device"),
     }
     values.update({k: v for k, v in explicit.items() if v is not None})
     if values.get("package") is None:
@@ -135,3 +143,52 @@ def _check(options: ServeOptions) -> None:
     for name in ("max_body_bytes", "max_tokens_limit", "max_concurrency", "max_batch"):
         if getattr(options, name) < 1:
             raise UsageError(f"{name} must be at least 1, not {getattr(options, name)}.")
+    if not _DEVICE.match(options.device):
+        raise UsageError(f"--device {options.device!r} is not a device llmops serve knows.", hint=f"Use {DEVICES}.")
+    if options.upstream is not None:
+        from llmops_cli.serve.upstream import upstream_base
+
+        upstream_base(options.upstream)  # raises on a URL that is not one
+        if not options.upstream_timeout_s > 0:
+            raise UsageError(f"--upstream-timeout must be more than 0 s, not {options.upstream_timeout_s:g}.")
+        key_env = options.upstream_key_env
+        if key_env and not os.environ.get(key_env):
+            raise UsageError(
+                f"--upstream-key-env {key_env}: the variable is not set (or empty).",
+                hint=f"Export {key_env}=<the upstream's API key>, or leave out --upstream-key-env if it needs none.",
+            )
+    elif options.upstream_key_env:
+        raise UsageError("--upstream-key-env is for a gateway: give --upstream URL too.")
+
+
+def resolve_device(options: ServeOptions) -> ServeOptions:
+    """``options`` with ``device`` made concrete: ``auto`` is cuda when torch sees a GPU, else cpu.
+
+    cuda (or cuda:N) without such a GPU is a UsageError (exit 2) here, before any model loads. A
+    gateway generates nothing itself, so its device is left alone (and torch is not imported).
+    """
+    if options.upstream is not None:
+        return options
+    asked = options.device
+    if asked == "cpu":
+        return options
+    from llmops_cli.errors import require
+
+    require("torch", extra="models", purpose=f"--device {asked}")
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if asked == "auto":
+        return options.with_(device="cuda" if count else "cpu")
+    index = int(asked.partition(":")[2] or 0)
+    if count == 0:
+        raise UsageError(
+            f"--device {asked}: torch sees no CUDA GPU on this machine.",
+            hint="Use --device cpu (or auto, which picks a GPU only when there is one).",
+        )
+    if index >= count:
+        raise UsageError(
+            f"--device {asked}: this machine has {count} CUDA GPU(s), numbered 0 to {count - 1}.",
+            hint="Pick one of those, or --device cuda for the first.",
+        )
+    return options

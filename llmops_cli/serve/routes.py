@@ -47,10 +47,13 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: 200 once the default model is loaded, 503 while loading (or when loading failed)."""
+    """Readiness: 200 once the default model is loaded, 503 while loading (or when loading failed).
+    A gateway is ready while its upstream answers GET /v1/models."""
     catalog = _state(request).catalog
+    if catalog.upstream is not None:
+        await _state(request).run(catalog.check_ready)
     readiness = catalog.readiness
-    body: dict[str, Any] = {"status": readiness.state, "model": catalog.default.id}
+    body: dict[str, Any] = {"status": readiness.state, "model": catalog.default.id, "device": catalog.device}
     if readiness.error:
         body["error"] = readiness.error
     return JSONResponse(body, status_code=200 if readiness.ready else 503)

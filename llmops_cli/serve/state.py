@@ -51,7 +51,8 @@ class RequestInfo:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def set_target(self, target: Target, provenance: Provenance) -> None:
-        self.model = provenance.model(target.model) if target.model else None
+        # An upstream's model is named as it serves it: its weights are not ours to fingerprint.
+        self.model = provenance.model(target.model) if target.model and target.kind != "upstream" else target.model
         self.adapter = provenance.adapter(target.adapter)
         if target.chain:
             self.meta["chain"] = target.chain
