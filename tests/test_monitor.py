@@ -243,14 +243,19 @@ def test_percentiles_rates_throughput_and_buckets() -> None:
     assert lat.p50 == pytest.approx(np.percentile(range(1, 101), 50))
     assert lat.p95 == pytest.approx(np.percentile(range(1, 101), 95))
     assert lat.p99 == pytest.approx(np.percentile(range(1, 101), 99))
-    assert stats.total.requests == 102 and stats.total.errors == 1 and stats.total.client_errors == 1
-    assert stats.total.error_rate == pytest.approx(1 / 102)
+    # The 401 is rejected traffic (the gate refused it): counted by status, not in the served figures.
+    assert stats.total.requests == 101 and stats.total.errors == 1 and stats.total.client_errors == 0
+    assert stats.rejected == {401: 1} and stats.all.requests == 102 and stats.all.client_errors == 1
+    assert stats.total.error_rate == pytest.approx(1 / 101)
     assert stats.total.tokens.prompt == 1000 and stats.total.tokens.completion == 500
-    assert stats.throughput_rps == pytest.approx(102 / 1001)  # first to last request
-    assert len(stats.series) == 6 and sum(b.stats.requests for b in stats.series) == 102
-    assert stats.series[0].stats.requests == 60 and stats.peak_rps == pytest.approx(60 / 600)
+    # 1-second intervals from the first busy one (t=0) to the last (t=1000): 1001 intervals.
+    assert stats.throughput_rps == pytest.approx(101 / 1001)
+    assert stats.peak_rps == 1.0  # never more than one served request in a second here
+    assert len(stats.series) == 6 and sum(b.stats.requests for b in stats.series) == 101
+    assert stats.series[0].stats.requests == 60 and stats.series[1].rejected == 1
     metrics = stats.metrics()
-    assert metrics["latency_ms.p95"] == stats.total.latency_ms.p95 and metrics["requests"] == 102
+    assert metrics["latency_ms.p95"] == stats.total.latency_ms.p95 and metrics["requests"] == 101
+    assert metrics["rejected.401"] == 1 and metrics["all.requests"] == 102
     empty = ops_stats([], window)
     assert empty.total.requests == 0 and empty.throughput_rps is None and empty.metrics()["error_rate"] is None
 
@@ -386,7 +391,7 @@ def test_drifted_inputs_raise_the_drift_alert_and_exit_5(monitored: Path, run: A
     fired = {a["key"] for a in data["alerts"] if a["fired"]}
     assert fired == {"drift.length", "drift.oov"}
     assert data["metrics"]["drift.length"] > 0.8 and data["metrics"]["drift.oov"] > 0.8
-    assert "2 monitor alert(s) fired" in result.stderr and "drift.length" in result.stderr
+    assert "2 monitor alerts fired" in result.stderr and "drift.length" in result.stderr
 
 
 def test_in_distribution_inputs_do_not_alert(monitored: Path, run: Any) -> None:

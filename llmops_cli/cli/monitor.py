@@ -76,13 +76,17 @@ def monitor_command(
     """Latency, throughput, errors and tokens over time; input/output drift against monitor.reference;
     continuous eval of sampled requests; feedback; alerts.
 
-    Exits 5 when an alert in monitor.alerts (or a listed drift measure's default) fires, for cron
-    or CI, and POSTs the fired alerts to monitor.webhook unless --no-webhook. Alert keys:
-    requests, throughput_rps, latency_ms.p50/p95/p99, error_rate (5xx and 429), client_error_rate,
-    tokens.total, feedback.negative_rate, drift.length/oov/embedding, drift.output.*, eval.METRIC.
+    Figures are for served traffic; requests the gate refused (401/413/429) are counted apart, by
+    status. Exits 5 when an alert in monitor.alerts (or a listed drift measure's default, raised
+    above the reference's own noise floor) fires, for cron or CI, and POSTs the fired alerts to
+    monitor.webhook unless --no-webhook. Alert keys: requests, throughput_rps, peak_rps,
+    latency_ms.p50/p95/p99, error_rate (5xx), client_error_rate, tokens.total, rejected,
+    rejected_rate, rejected.401/413/429, all.* (every logged request), feedback.negative_rate,
+    drift.length/oov/embedding, drift.output.*, eval.METRIC.
     """
     from llmops_cli.errors import QualityGateFailed, UsageError
     from llmops_cli.monitor.report import MonitorOptions
+    from llmops_cli.text import plural
 
     consent_to_code(allow_code)
     if json_out and fmt not in (Format.table, Format.json):
@@ -113,7 +117,7 @@ def monitor_command(
     if report.fired:
         messages = [a.message() for a in report.fired]
         raise QualityGateFailed(
-            f"{len(messages)} monitor alert(s) fired",
+            f"{plural(len(messages), 'monitor alert')} fired",
             hint="; ".join(messages[:5]) + (" ..." if len(messages) > 5 else ""),
         )
 

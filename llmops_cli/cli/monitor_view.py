@@ -1,17 +1,25 @@
-"""Rich rendering for ``llmops monitor``: the report's tables, and the same as a live dashboard."""
+"""Rich rendering for ``llmops monitor``: the report's tables, and the same as a live dashboard.
+
+Numbers never wrap or get cut: numeric columns are ``no_wrap``, only text folds, and a table too
+wide for the console (a narrow terminal, a CI log) is shown as one ``field  value`` list per row
+instead (:class:`FitTable`).
+"""
 
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any
 
-from llmops_cli.evals.reports._common import fmt, shorten
+from llmops_cli.evals.reports._common import shorten
+from llmops_cli.text import format_number, plural
 
 if TYPE_CHECKING:
     from llmops_cli.monitor.report import MonitorReport
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 RECENT_COMMENTS = 5
+_TEXT_MIN = 10  # the narrowest a folding text column is allowed to get before the list layout is used
+REJECTED_REASONS = {401: "no or wrong API key", 413: "body over the size limit", 429: "busy or rate limited"}
 
 
 def sparkline(values: list[float | None]) -> str:
@@ -28,17 +36,88 @@ def sparkline(values: list[float | None]) -> str:
     )
 
 
-def _table(title: str | None, columns: list[str], rows: list[list[Any]], *, styles: list[str] | None = None) -> Any:
-    from rich.markup import escape
-    from rich.table import Table
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for i, row in enumerate(rows):
-        table.add_row(*(escape(fmt(v)) if not isinstance(v, str) else escape(v) for v in row),
-                      style=styles[i] if styles else None)  # fmt: skip
-    return table
+
+class FitTable:
+    """A rich table whose numbers never wrap: numeric columns (every value a number or None) are
+    ``no_wrap`` and right-aligned, text columns fold. When the console is too narrow for the table
+    with whole numbers, each row is shown as a two-column ``field  value`` list instead."""
+
+    def __init__(self, title: str | None, columns: list[str], rows: list[list[Any]], styles: list[str] | None):
+        self.title = title
+        self.columns = columns
+        self.rows = rows
+        self.styles = styles or [""] * len(rows)
+        self.numeric = [all(_is_number(row[i]) for row in rows) for i in range(len(columns))]
+
+    @staticmethod
+    def _cell(value: Any) -> str:
+        return value if isinstance(value, str) else format_number(value)
+
+    def _render_cell(self, value: Any, *, tall: bool = False) -> Any:
+        from rich.text import Text
+
+        if isinstance(value, str):
+            return Text(value, overflow="fold")
+        # Wide layout: the column is no_wrap and right-aligned. Tall layout: the value column also
+        # holds text, so each number carries its own no_wrap.
+        return Text(format_number(value), no_wrap=True, overflow="ignore") if tall else Text(format_number(value))
+
+    def needed_width(self) -> int:
+        """The narrowest the wide layout can be with every number whole (padding and borders included)."""
+        total = len(self.columns) + 1  # vertical borders
+        for i, column in enumerate(self.columns):
+            cells = [self._cell(row[i]) for row in self.rows]
+            if self.numeric[i]:  # no_wrap covers the header too
+                width = max([len(c) for c in cells] + [len(column)])
+            else:
+                longest = max([len(w) for c in [*cells, column] for w in c.split()] or [1])
+                width = min(longest, _TEXT_MIN)
+            total += width + 2  # padding (0, 1)
+        return total
+
+    def wide(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=self.title, title_justify="left", header_style="bold")
+        for i, column in enumerate(self.columns):
+            if self.numeric[i]:
+                table.add_column(column, no_wrap=True, justify="right", overflow="ignore")
+            else:
+                table.add_column(column, overflow="fold")
+        for row, style in zip(self.rows, self.styles, strict=True):
+            table.add_row(*(self._render_cell(v) for v in row), style=style or None)
+        return table
+
+    def tall(self) -> Any:
+        from rich.console import Group
+        from rich.markup import escape
+        from rich.table import Table
+
+        parts: list[Any] = []
+        for n, (row, style) in enumerate(zip(self.rows, self.styles, strict=True)):
+            title = self.title if n == 0 else None
+            table = Table(title=title, title_justify="left", show_header=False, style=style or "none")
+            table.add_column("field", style="bold", overflow="fold")
+            table.add_column("value", overflow="fold")
+            for i, column in enumerate(self.columns):
+                table.add_row(escape(column), self._render_cell(row[i], tall=True))
+            parts.append(table)
+        return Group(*parts) if parts else self.wide()
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        yield self.wide() if self.needed_width() <= options.max_width else self.tall()
+
+    def __rich_measure__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        return Measurement.get(console, options, self.wide())
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[Any]], *, styles: list[str] | None = None) -> Any:
+    return FitTable(title, columns, rows, styles)
 
 
 def header(report: MonitorReport) -> str:
@@ -52,16 +131,37 @@ def header(report: MonitorReport) -> str:
     )
 
 
+def traffic_line(report: MonitorReport) -> str:
+    """``served: 20 requests · rejected: 3,000 (401: 3,000)``: what the figures below rest on."""
+    ops = report.ops
+    line = f"served: {plural(ops.total.requests, 'request')}"
+    if ops.rejected_total:
+        counts = ", ".join(f"{status}: {format_number(n)}" for status, n in sorted(ops.rejected.items()))
+        line += (
+            f" · rejected by the gate: {format_number(ops.rejected_total)} ({counts}), left out of latency, errors "
+            "and rates"
+        )
+    else:
+        line += " · rejected by the gate (401/413/429): 0"
+    return line
+
+
 def operations(report: MonitorReport) -> list[Any]:
     ops = report.ops
     t, lat = ops.total, ops.total.latency_ms
-    head = ["requests", "req/s", "peak req/s", "p50 ms", "p95 ms", "p99 ms", "error rate", "4xx rate",
-            "prompt tok", "completion tok", "tok/request"]  # fmt: skip
+    resolution = f"{ops.rates.resolution:g}s"
+    head = ["requests", f"req/s ({resolution})", f"peak req/s ({resolution})", "p50 ms", "p95 ms", "p99 ms",
+            "error rate", "4xx rate", "prompt tok", "completion tok", "tok/request"]  # fmt: skip
     per_request = None if not t.requests else t.tokens.total / t.requests
     row = [t.requests, ops.throughput_rps, ops.peak_rps, lat.p50, lat.p95, lat.p99, t.error_rate,
            t.client_error_rate, t.tokens.prompt, t.tokens.completion, per_request]  # fmt: skip
-    out = [_table("Operations", head, [row])]
-    if t.requests:
+    out: list[Any] = [_table("Operations (served traffic)", head, [row]), f"[dim]{traffic_line(report)}[/dim]"]
+    if ops.rejected_total:
+        everything = ops.all.requests
+        rows = [[str(status), REJECTED_REASONS.get(status, ""), n, n / everything if everything else None]
+                for status, n in sorted(ops.rejected.items())]  # fmt: skip
+        out.append(_table("Rejected by the gate", ["status", "reason", "requests", "share of logged"], rows))
+    if t.requests or ops.rejected_total:
         series = ops.series
         bucket = report.to_dict()["operations"]["bucket"]
         spark_rows = [
@@ -70,12 +170,16 @@ def operations(report: MonitorReport) -> list[Any]:
              max((b.stats.latency_ms.p95 or 0.0 for b in series), default=0.0)],
             ["errors", sparkline([float(b.stats.errors) for b in series]), max(b.stats.errors for b in series)],
         ]  # fmt: skip
-        out.append(_table(f"Over time ({len(series)} × {bucket}, oldest left)", ["series", "", "max"], spark_rows))
+        if ops.rejected_total:
+            spark_rows.append(["rejected", sparkline([float(b.rejected) for b in series]),
+                               max(b.rejected for b in series)])  # fmt: skip
+        title = f"Over time ({len(series)} × {bucket}, oldest left)"
+        out.append(_table(title, ["series", "", "max per bucket"], spark_rows))
     if len(ops.by_endpoint) > 1:
         rows = [[name, s.requests, s.latency_ms.p50, s.latency_ms.p95, s.error_rate, s.client_error_rate,
                  s.tokens.total] for name, s in ops.by_endpoint.items()]  # fmt: skip
-        out.append(_table("By endpoint", ["endpoint", "requests", "p50 ms", "p95 ms", "error rate", "4xx rate",
-                                          "tokens"], rows))  # fmt: skip
+        out.append(_table("By endpoint (served)", ["endpoint", "requests", "p50 ms", "p95 ms", "error rate",
+                                                   "4xx rate", "tokens"], rows))  # fmt: skip
     return out
 
 
@@ -87,13 +191,26 @@ def drift(report: MonitorReport) -> list[Any]:
     rows, styles = [], []
     for m in section.measures:
         alert = rules.get(m.key)
+        floor = section.floors.get(m.key)
         extra = m.note or _drift_details(m.key, m.details)
-        rows.append([m.key, m.value, m.p_value, m.n_reference, m.n_current,
-                     alert.rule.describe() if alert else "—", alert.status if alert else "", extra])  # fmt: skip
+        if floor is not None:
+            extra += f"; floor on {floor.n_reference} vs {floor.n_holdout} ref rows × {floor.repeats}"
+        when = f"{alert.rule.op} {format_number(alert.rule.limit)}" if alert else "—"
+        rows.append([m.key, m.value, None if floor is None else floor.value, when, alert.status if alert else "",
+                     m.n_reference, m.n_current, extra])  # fmt: skip
         styles.append("red" if alert and alert.fired else "")
-    title = f"Drift vs '{section.reference}' ({section.inputs} inputs, {section.outputs} outputs in window)"
-    out = [_table(title, ["measure", "value", "p", "n ref", "n prod", "alert when", "status", "details"], rows,
-                  styles=styles)]  # fmt: skip
+    title = (f"Drift vs '{section.reference}' ({plural(section.inputs, 'input')}, "
+             f"{plural(section.outputs, 'output')} in the window)")  # fmt: skip
+    columns = ["measure", "value", "noise floor", "alert when", "status", "n ref", "n prod", "details"]
+    out: list[Any] = [_table(title, columns, rows, styles=styles)]
+    if any(f is not None for f in section.floors.values()):
+        out.append(
+            "[dim]noise floor: the 95th percentile of the measure between a held-out slice of the reference "
+            "(as many rows as production, at most half) and the rest, over seeded splits; a default limit is "
+            "max(default, floor + margin).[/dim]"
+        )
+    notes = [f"{a.rule.key}: {a.rule.note}" for a in report.alerts if a.rule.note and a.rule.key.startswith("drift.")]
+    out += [f"[dim]{note}[/dim]" for note in notes]
     if section.note:
         out.append(f"[dim]{section.note}[/dim]")
     return out
@@ -101,13 +218,13 @@ def drift(report: MonitorReport) -> list[Any]:
 
 def _drift_details(key: str, details: dict[str, Any]) -> str:
     if key.endswith("length"):
-        return f"mean chars {fmt(details.get('reference_mean_chars'))} → {fmt(details.get('current_mean_chars'))}"
+        ref, cur = details.get("reference_mean_chars"), details.get("current_mean_chars")
+        return f"mean chars {format_number(ref)} → {format_number(cur)}"
     if key.endswith("oov"):
-        return (
-            f"same-distribution baseline {fmt(details.get('reference_split_half'))}, vocab {details.get('vocabulary')}"
-        )
+        baseline = format_number(details.get("reference_split_half"))
+        return f"split-half baseline {baseline}, vocab {format_number(details.get('vocabulary'))}"
     if key.endswith("embedding"):
-        return f"noise floor AUC {fmt(details.get('null_auc_p95'))}, MMD² {fmt(details.get('mmd2'))}"
+        return f"MMD² {format_number(details.get('mmd2'))} (p {format_number(details.get('mmd_p_value'))})"
     return ""
 
 
@@ -115,13 +232,14 @@ def continuous(report: MonitorReport) -> list[Any]:
     ce = report.continuous
     if ce is None:
         return []
-    title = (f"Continuous eval '{ce.suite}': {ce.sampled} sampled of {ce.eligible} eligible "
-             f"({ce.answered} answered, sample rate {ce.sample_rate:g})")  # fmt: skip
+    title = (f"Continuous eval '{ce.suite}': {format_number(ce.sampled)} sampled of "
+             f"{plural(ce.eligible, 'eligible request')} ({format_number(ce.answered)} answered, "
+             f"sample rate {ce.sample_rate:g})")  # fmt: skip
     rows = [[k, s.get("mean"), s.get("p50"), s.get("p95"), s.get("n")] for k, s in ce.aggregates.items()]
     out: list[Any] = [_table(title, ["metric", "mean", "p50", "p95", "n"], rows)]
     for gate in ce.gates:
         mark = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
-        out.append(f"  gate {gate.key} {gate.op} {gate.limit:g}: {fmt(gate.actual)} {mark}")
+        out.append(f"  gate {gate.key} {gate.op} {gate.limit:g}: {format_number(gate.actual)} {mark}")
     if ce.skipped:
         out.append("[dim]skipped: " + "; ".join(f"{k} ({v})" for k, v in ce.skipped.items()) + "[/dim]")
     return out
@@ -146,9 +264,10 @@ def feedback(report: MonitorReport) -> list[Any]:
 def alerts(report: MonitorReport) -> list[Any]:
     if not report.alerts:
         return ["[dim]No alert rules (add monitor.alerts to llmops.yaml).[/dim]"]
-    rows = [[a.status, a.rule.key, a.rule.describe(), a.value, a.rule.source] for a in report.alerts]
+    rows = [[a.status, a.rule.key, a.rule.describe(), a.value, a.basis or "", a.rule.source] for a in report.alerts]
     styles = ["bold red" if a.fired else ("dim" if a.value is None else "") for a in report.alerts]
-    out: list[Any] = [_table("Alerts", ["status", "key", "fires when", "value", "rule from"], rows, styles=styles)]
+    columns = ["status", "key", "fires when", "value", "rests on", "rule from"]
+    out: list[Any] = [_table("Alerts", columns, rows, styles=styles)]
     if report.webhook is not None:
         hook = report.webhook
         out.append(

@@ -10,7 +10,16 @@ A value that could not be computed (no traffic in the window, too few samples fo
 fires: write ``requests: "< 1"`` to be alerted when traffic stops.
 
 Each drift measure listed under ``monitor.drift`` gets a default rule unless ``alerts`` sets its
-key (DEFAULT_DRIFT_ALERTS), so listing a measure is enough to be warned about it.
+key (DEFAULT_DRIFT_ALERTS), so listing a measure is enough to be warned about it. A default drift
+limit is calibrated on the reference at hand (:func:`calibrate_rules`): it becomes max(default,
+noise floor + margin), so a window drawn from the reference's own distribution does not fire. A
+limit written in ``monitor.alerts`` is kept as written; when it sits at or below the noise floor
+the rule carries a note saying it may fire on noise.
+
+``latency_ms.*``, ``error_rate``, ``requests``, ``throughput_rps`` and ``tokens.*`` describe served
+traffic (rejected 401/413/429 requests left out, see :mod:`llmops_cli.monitor.windows`); prefix a
+key with ``all.`` (``all.latency_ms.p95``, ``all.error_rate``) to alert on every logged request,
+or name ``rejected``, ``rejected_rate`` or ``rejected.401``/``.413``/``.429`` for refusals.
 """
 
 from __future__ import annotations
@@ -21,11 +30,12 @@ import math
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from llmops_cli.errors import UsageError
 from llmops_cli.evals.thresholds import parse_threshold
+from llmops_cli.text import plural
 
 DEFAULT_DRIFT_ALERTS = {
     "drift.length": "> 0.3",  # KS D: a third of the length distribution has moved
@@ -49,6 +59,7 @@ class AlertRule:
     limit: float
     source: str = "monitor.alerts"  # or "default" (a drift measure's), or "eval suite NAME" (its gate)
     fire_when: bool = True  # False for an eval suite's pass gate: it alerts when NOT satisfied
+    note: str | None = None  # how a default limit was calibrated, or why a written one is doubtful
 
     def describe(self) -> str:
         cond = f"{self.key} {self.op} {self.limit:g}"
@@ -60,6 +71,7 @@ class Alert:
     rule: AlertRule
     value: float | None
     fired: bool
+    basis: str | None = None  # how many rows the value rests on ("20 served", "50 ref / 200 prod")
 
     @property
     def status(self) -> str:
@@ -79,6 +91,8 @@ class Alert:
             "fired": self.fired,
             "status": self.status,
             "source": self.rule.source,
+            "note": self.rule.note,
+            "basis": self.basis,
         }
 
 
@@ -112,15 +126,47 @@ def check_alert_keys(rules: list[AlertRule], known: Mapping[str, Any]) -> None:
         )
 
 
-def evaluate_alerts(rules: list[AlertRule], metrics: Mapping[str, float | None]) -> list[Alert]:
+def calibrate_rules(rules: list[AlertRule], floors: Mapping[str, Any]) -> list[AlertRule]:
+    """Raise each default ``>`` / ``>=`` drift limit to at least its noise floor plus margin.
+
+    ``floors`` maps a metric key to a :class:`~llmops_cli.monitor.drift.NoiseFloor` (or None when
+    the reference was too small to measure one). Rules written in ``monitor.alerts`` keep their
+    limit; one at or below the floor gets a note.
+    """
     out = []
     for rule in rules:
+        floor = floors.get(rule.key)
+        if floor is None or rule.op not in (">", ">=") or not rule.fire_when:
+            out.append(rule)
+            continue
+        measured = f"noise floor {floor.value:.3g} (p{floor.quantile:g} of {floor.repeats} splits)"
+        if rule.source == "default":
+            limit = max(rule.limit, floor.limit)
+            if limit > rule.limit:
+                note = f"default {rule.limit:g} raised to {measured} + {floor.margin:g}"
+            else:
+                note = f"default {rule.limit:g} is above the {measured}"
+            out.append(replace(rule, limit=math.ceil(limit * 1e4 - 1e-6) / 1e4, note=note))  # 4 decimals, rounded up
+        elif rule.limit <= floor.value:
+            out.append(replace(rule, note=f"limit at or below the {measured}: may fire on noise"))
+        else:
+            out.append(replace(rule, note=f"above the {measured}"))
+    return out
+
+
+def evaluate_alerts(
+    rules: list[AlertRule], metrics: Mapping[str, float | None], bases: Mapping[str, str] | None = None
+) -> list[Alert]:
+    out = []
+    bases = bases or {}
+    for rule in rules:
         value = metrics.get(rule.key)
+        basis = bases.get(rule.key)
         if value is None or not math.isfinite(value):
-            out.append(Alert(rule, None, False))
+            out.append(Alert(rule, None, False, basis))
             continue
         satisfied = _OPS[rule.op](float(value), rule.limit)
-        out.append(Alert(rule, float(value), satisfied == rule.fire_when))
+        out.append(Alert(rule, float(value), satisfied == rule.fire_when, basis))
     return out
 
 
@@ -144,7 +190,7 @@ def webhook_payload(project: str, window: Mapping[str, Any], alerts: list[Alert]
         "project": project,
         "window": {k: window.get(k) for k in ("start", "end", "duration")},
         "alerts": [a.to_dict() for a in fired],
-        "text": f"llmops monitor [{project}]: {len(fired)} alert(s) firing: {lines}",
+        "text": f"llmops monitor [{project}]: {plural(len(fired), 'alert')} firing: {lines}",
     }
 
 

@@ -1,7 +1,8 @@
 """The monitor report as one self-contained HTML file: tables, time-series and drift plots.
 
 Same house style as the eval report (:mod:`llmops_cli.evals.reports.html`): inline CSS, plots as
-base64 PNGs drawn on matplotlib's Agg canvas, no scripts and no external URLs.
+base64 PNGs drawn on matplotlib's Agg canvas, no scripts and no external URLs. The same split as
+the terminal report: operations on served traffic, the gate's refusals (401/413/429) by status.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from llmops_cli.evals.reports._common import fmt
 from llmops_cli.evals.reports.html import _CSS, _figure, _png
 from llmops_cli.monitor.report import MonitorReport
 from llmops_cli.paths import atomic_write_text
+from llmops_cli.text import format_number, plural
 
 _COLORS = {"reference": "#656d76", "production": "#0969da", "p50": "#1a7f37", "p95": "#bf8700", "p99": "#cf222e"}
 
@@ -27,7 +29,11 @@ def write_html(report: MonitorReport, path: Path) -> Path:
 
 def render_html(report: MonitorReport) -> str:
     fired = report.fired
-    verdict = f'<span class="fail">{len(fired)} ALERT(S)</span>' if fired else '<span class="pass">OK</span>'
+    verdict = (
+        f'<span class="fail">{plural(len(fired), "ALERT", "ALERTS")}</span>'
+        if fired
+        else '<span class="pass">OK</span>'
+    )
     title = f"llmops monitor: {report.project}"
     w = report.window.to_dict()
     parts = [
@@ -51,7 +57,7 @@ def _table(head: list[str], rows: list[list[Any]], bad: list[bool] | None = None
     for i, row in enumerate(rows):
         cls = " class=bad" if bad and bad[i] else ""
         cells = "".join(
-            f'<td class="num">{fmt(v)}</td>' if isinstance(v, int | float) and not isinstance(v, bool)
+            f'<td class="num">{format_number(v)}</td>' if isinstance(v, int | float) and not isinstance(v, bool)
             else f"<td>{escape(fmt(v))}</td>"
             for v in row
         )  # fmt: skip
@@ -67,8 +73,9 @@ def _images(images: list[tuple[str, str | None]]) -> str:
 def _alerts_html(report: MonitorReport) -> str:
     if not report.alerts:
         return '<h2>Alerts</h2><p class="muted">No alert rules (monitor.alerts in llmops.yaml).</p>'
-    rows = [[a.status, a.rule.key, a.rule.describe(), a.value, a.rule.source] for a in report.alerts]
-    html = "<h2>Alerts</h2>" + _table(["status", "key", "fires when", "value", "rule from"], rows,
+    rows = [[a.status, a.rule.key, a.rule.describe(), a.value, a.basis or "", a.rule.source, a.rule.note or ""]
+            for a in report.alerts]  # fmt: skip
+    html = "<h2>Alerts</h2>" + _table(["status", "key", "fires when", "value", "rests on", "rule from", "note"], rows,
                                       [a.fired for a in report.alerts])  # fmt: skip
     if report.webhook is not None:
         hook = report.webhook
@@ -80,11 +87,21 @@ def _alerts_html(report: MonitorReport) -> str:
 def _operations_html(report: MonitorReport, plots: bool) -> str:
     ops = report.ops
     t, lat = ops.total, ops.total.latency_ms
-    head = ["requests", "req/s", "peak req/s", "p50 ms", "p95 ms", "p99 ms", "error rate", "4xx rate",
-            "prompt tokens", "completion tokens"]  # fmt: skip
+    res = f"{ops.rates.resolution:g}s"
+    head = ["requests", f"req/s ({res})", f"peak req/s ({res})", "p50 ms", "p95 ms", "p99 ms", "error rate",
+            "4xx rate", "prompt tokens", "completion tokens"]  # fmt: skip
     row = [t.requests, ops.throughput_rps, ops.peak_rps, lat.p50, lat.p95, lat.p99, t.error_rate,
            t.client_error_rate, t.tokens.prompt, t.tokens.completion]  # fmt: skip
-    html = "<h2>Operations</h2>" + _table(head, [row])
+    html = "<h2>Operations (served traffic)</h2>" + _table(head, [row])
+    html += (f'<p class="muted">Served: {escape(plural(t.requests, "request"))} (authenticated <code>/v1</code> '
+             "requests that reached a handler). Rejected by the gate (401/413/429): "
+             f"{escape(format_number(ops.rejected_total))}, left out of latency, errors and rates.</p>")  # fmt: skip
+    if ops.rejected_total:
+        reasons = {401: "no or wrong API key", 413: "body over the size limit", 429: "busy or rate limited"}
+        everything = ops.all.requests
+        rows = [[str(status), reasons.get(status, ""), n, n / everything if everything else None]
+                for status, n in sorted(ops.rejected.items())]  # fmt: skip
+        html += "<h3>Rejected by the gate</h3>" + _table(["status", "reason", "requests", "share of logged"], rows)
     if ops.by_endpoint:
         rows = [[name, s.requests, s.latency_ms.p50, s.latency_ms.p95, s.error_rate, s.tokens.total]
                 for name, s in ops.by_endpoint.items()]  # fmt: skip
@@ -141,7 +158,7 @@ def _errors_png(report: MonitorReport) -> tuple[str, str | None]:
             ax.axhline(alert.rule.limit, color="#cf222e", linestyle="--", linewidth=1, label=alert.rule.describe())
             ax.legend(fontsize=8)
     ax.set_ylim(bottom=0)
-    ax.set_title("error rate (5xx, 429)")
+    ax.set_title("error rate (served: 5xx, broken streams)")
     ax.set_ylabel("share of requests")
     _time_axis(ax, report)
     return "error rate", _png(fig)
@@ -152,16 +169,24 @@ def _drift_html(report: MonitorReport, plots: bool) -> str:
     if drift is None:
         return ""
     html = f"<h2>Drift against <code>{escape(str(drift.reference))}</code></h2>"
-    html += f'<p class="muted">{drift.inputs} production inputs and {drift.outputs} outputs in the window.'
+    html += (f'<p class="muted">{escape(plural(drift.inputs, "production input"))} and '
+             f"{escape(plural(drift.outputs, 'output'))} in the window. Noise floor: the 95th percentile of the "
+             "measure between a held-out slice of the reference (as many rows as production, at most half) and "
+             "the rest, over seeded splits; a default alert limit is max(default, floor + margin).")  # fmt: skip
     html += f" {escape(drift.note)}</p>" if drift.note else "</p>"
     rules = {a.rule.key: a for a in report.alerts}
     rows, bad = [], []
     for m in drift.measures:
         alert = rules.get(m.key)
-        rows.append([m.key, m.value, m.p_value, m.n_reference, m.n_current,
-                     alert.rule.describe() if alert else "—", m.note or _details(m.details)])  # fmt: skip
+        floor = drift.floors.get(m.key)
+        basis = "—" if floor is None else f"{floor.n_reference} vs {floor.n_holdout} ref rows × {floor.repeats}"
+        rows.append([m.key, m.value, m.p_value, None if floor is None else floor.value, basis, m.n_reference,
+                     m.n_current, alert.rule.describe() if alert else "—", (alert.rule.note or "") if alert else "",
+                     m.note or _details(m.details)])  # fmt: skip
         bad.append(bool(alert and alert.fired))
-    html += _table(["measure", "value", "p-value", "n ref", "n prod", "alert when", "details"], rows, bad)
+    head = ["measure", "value", "p-value", "noise floor", "floor rests on", "n ref", "n prod", "alert when", "limit",
+            "details"]  # fmt: skip
+    html += _table(head, rows, bad)
     if plots:
         images = []
         for key, data in drift.plots.items():
@@ -171,7 +196,7 @@ def _drift_html(report: MonitorReport, plots: bool) -> str:
 
 
 def _details(details: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={fmt(v)}" for k, v in details.items())
+    return ", ".join(f"{k}={fmt(v)}" for k, v in details.items() if k != "noise_floor")
 
 
 def _length_png(key: str, ref: list[int], cur: list[int]) -> tuple[str, str | None]:

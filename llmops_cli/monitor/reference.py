@@ -7,13 +7,16 @@ chat row), which production outputs are compared with.
 
 The reference embeddings are the same on every run until the dataset or the embedding model
 changes, so they are cached under ``.llmops/cache/monitor/`` keyed by the embedder's fingerprint
-and the texts: a cron job or ``--watch`` embeds only production samples.
+and the texts: a cron job or ``--watch`` embeds only production samples. The embedding noise
+floor (20 cross-validated classifiers on splits of the reference) is cached next to them, keyed
+also by the held-out size and the seed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,7 @@ from llmops_cli.paths import STATE_DIR, atomic_write_bytes
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
+    from llmops_cli.monitor.drift import NoiseFloor
 
 CACHE_DIR = Path(STATE_DIR) / "cache" / "monitor"
 DEFAULT_EMBEDDING = "all-minilm-l6-v2"
@@ -91,6 +95,31 @@ def embed_reference(root: Path, embedder: Any, texts: Sequence[str]) -> Any:
     np.save(buf, vectors, allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
     return vectors
+
+
+NOISE_FLOOR_VERSION = 1  # bump when the floor's method changes, so old cache files are ignored
+
+
+def cached_noise_floor(
+    root: Path, embedder: Any, texts: Sequence[str], n_current: int, seed: int, compute: Callable[[], NoiseFloor | None]
+) -> NoiseFloor | None:
+    """``compute()`` (the embedding noise floor of ``texts``), read from / written to the monitor cache."""
+    from llmops_cli.monitor.drift import NULL_REPEATS, NoiseFloor, holdout_size
+
+    held_out = holdout_size(len(texts), n_current)
+    params = f"v{NOISE_FLOOR_VERSION}-h{held_out}-r{NULL_REPEATS['embedding']}-s{seed}"
+    key = cache_key(str(getattr(embedder, "fingerprint", "")), texts)
+    path = Path(root) / CACHE_DIR / f"floor-{key}-{params}.json"
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+            return None if data is None else NoiseFloor.from_dict(data)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # recomputed and replaced
+    floor = compute()
+    _ensure_state_dir(Path(root))
+    atomic_write_bytes(path, json.dumps(None if floor is None else floor.to_dict()).encode())
+    return floor
 
 
 def _ensure_state_dir(root: Path) -> None:

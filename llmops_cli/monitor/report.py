@@ -8,7 +8,13 @@
 
 Drift compares a seeded sample of at most ``max_samples`` production texts per side (default
 1000) with the reference: the statistics are as good on 1000 rows as on 100k, and embedding 100k
-texts on a CPU would take longer than the window they describe.
+texts on a CPU would take longer than the window they describe. Each drift measure also gets the
+noise floor of the reference sample itself (:func:`llmops_cli.monitor.drift.noise_floor`), which
+lifts the measure's default alert limit above it; the embedding floor is cached with the
+reference embeddings.
+
+Operational figures describe served traffic; the gate's refusals (401/413/429) are counted apart
+(:mod:`llmops_cli.monitor.windows`). Every alert says how many rows its value rests on.
 """
 
 from __future__ import annotations
@@ -23,16 +29,33 @@ from llmops_cli.monitor.alerts import (
     AlertRule,
     WebhookResult,
     alert_rules,
+    calibrate_rules,
     check_alert_keys,
     evaluate_alerts,
     post_webhook,
     webhook_payload,
 )
 from llmops_cli.monitor.continuous import ContinuousEval, run_continuous_eval
-from llmops_cli.monitor.drift import DriftMeasure, embedding_drift, length_drift, oov_drift, roc_curve
+from llmops_cli.monitor.drift import (
+    DriftMeasure,
+    NoiseFloor,
+    embedding_drift,
+    embedding_noise_floor,
+    length_drift,
+    length_noise_floor,
+    oov_drift,
+    oov_noise_floor,
+    roc_curve,
+)
 from llmops_cli.monitor.feedback import FeedbackSummary, summarize_feedback
 from llmops_cli.monitor.query import StoreReader
-from llmops_cli.monitor.reference import EmbedderFactory, default_embedder, embed_reference, load_reference
+from llmops_cli.monitor.reference import (
+    EmbedderFactory,
+    cached_noise_floor,
+    default_embedder,
+    embed_reference,
+    load_reference,
+)
 from llmops_cli.monitor.store import store_path
 from llmops_cli.monitor.windows import OpsStats, TimeWindow, iso, ops_stats, parse_duration, resolve_window
 
@@ -71,11 +94,14 @@ class DriftSection:
     outputs: int = 0
     note: str | None = None
     plots: dict[str, Any] = field(default_factory=dict)  # raw series for the HTML report; not in to_dict
+    floors: dict[str, NoiseFloor | None] = field(default_factory=dict)  # by key; also in each measure's details
 
     def metrics(self) -> dict[str, float | None]:
         out: dict[str, float | None] = {}
         for m in self.measures:
             out[m.key] = m.value
+            floor = self.floors.get(m.key)
+            out[f"{m.key}.floor"] = None if floor is None else floor.value
             if m.key.endswith("length"):
                 out[f"{m.key}.p"] = m.p_value
             if m.key.endswith("embedding"):
@@ -101,6 +127,8 @@ def known_drift_keys() -> dict[str, None]:
         keys[f"{side}.length.p"] = None
         keys[f"{side}.embedding.mmd"] = None
         keys[f"{side}.embedding.p"] = None
+        for measure in MEASURES:
+            keys[f"{side}.{measure}.floor"] = None
     return keys
 
 
@@ -129,6 +157,29 @@ class MonitorReport:
         if self.continuous is not None:
             values.update(self.continuous.metrics_values())
         return values
+
+    def bases(self) -> dict[str, str]:
+        """How many rows each value rests on, by metric key."""
+        from llmops_cli.text import format_number, plural
+
+        out = self.ops.bases()
+        for key in self.feedback.metrics():
+            out[key] = plural(self.feedback.count, "feedback row")
+        if self.drift is not None:
+            for m in self.drift.measures:
+                basis = f"{format_number(m.n_reference)} ref / {format_number(m.n_current)} prod"
+                floor = self.drift.floors.get(m.key)
+                out[m.key] = basis
+                for suffix in (".p", ".mmd"):
+                    out[m.key + suffix] = basis
+                if floor is not None:
+                    out[f"{m.key}.floor"] = (
+                        f"{floor.n_reference} ref / {floor.n_holdout} held out × {floor.repeats} splits"
+                    )
+        if self.continuous is not None:
+            for key in self.continuous.metrics_values():
+                out[key] = plural(self.continuous.sampled, "sampled request")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +222,7 @@ def build_report(
     rules = alert_rules(monitor, drift_measures=list(monitor.get("drift") or []))
     path = store_path(config)
     with StoreReader(path) as reader:
+        store_exists = reader.exists
         say("operational stats")
         ops = ops_stats(reader.ops_rows(window, options.endpoint), window, bucket)
         feedback = summarize_feedback(reader.feedback(window))
@@ -187,8 +239,8 @@ def build_report(
     report = MonitorReport(
         project=config.name,
         generated=now,
-        store=str(path),
-        store_exists=path.exists(),
+        store=reader.display,
+        store_exists=store_exists,
         window=window,
         ops=ops,
         feedback=feedback,
@@ -198,7 +250,8 @@ def build_report(
     )
     metrics = report.metrics()
     check_alert_keys(rules, metrics)
-    report.alerts = evaluate_alerts(rules + _gate_rules(continuous), metrics)
+    rules = calibrate_rules(rules, drift.floors if drift is not None else {})
+    report.alerts = evaluate_alerts(rules + _gate_rules(continuous), metrics, report.bases())
     return report
 
 
@@ -252,7 +305,10 @@ def drift_section(
     section = DriftSection(reference.name)
     k, seed = options.max_samples, options.seed
     say("sampling production texts")
-    cur_inputs, section.inputs = reader.sample_texts(window, "input", k, seed=seed, endpoint=options.endpoint)
+    # Served requests only: what unauthenticated traffic sends is not what users ask.
+    cur_inputs, section.inputs = reader.sample_texts(
+        window, "input", k, seed=seed, endpoint=options.endpoint, served_only=True
+    )
     cur_outputs, section.outputs = reader.sample_texts(
         window, "output", k, seed=seed, endpoint=options.endpoint, ok_only=True
     )
@@ -269,9 +325,13 @@ def drift_section(
     for prefix, ref, cur, label in sides:
         for measure in measures:
             say(f"{label} drift: {measure}")
-            section.measures.append(
-                _measure(config, prefix, measure, ref, cur, embedder=embedder, seed=seed, plots=section.plots)
+            result, floor = _measure(
+                config, prefix, measure, ref, cur, embedder=embedder, seed=seed, plots=section.plots
             )
+            if result.value is not None:
+                result.details["noise_floor"] = None if floor is None else floor.to_dict()
+                section.floors[result.key] = floor
+            section.measures.append(result)
     return section
 
 
@@ -285,23 +345,26 @@ def _measure(
     embedder: Any,
     seed: int,
     plots: dict[str, Any],
-) -> DriftMeasure:
+) -> tuple[DriftMeasure, NoiseFloor | None]:
+    """The measure and its noise floor on the reference sample (None when too small to split)."""
     key = f"{prefix}.{measure}"
     if len(ref) < MIN_SAMPLES or len(cur) < MIN_SAMPLES:
         side = "reference" if len(ref) < MIN_SAMPLES else "production"
-        return DriftMeasure(
-            key, None, None, len(ref), len(cur), note=f"too few {side} texts (fewer than {MIN_SAMPLES})"
-        )
+        note = f"too few {side} texts (fewer than {MIN_SAMPLES})"
+        return DriftMeasure(key, None, None, len(ref), len(cur), note=note), None
     if measure == "length":
         plots[key] = ([len(t) for t in ref], [len(t) for t in cur])
-        return length_drift(ref, cur, key=key)
+        return length_drift(ref, cur, key=key), length_noise_floor(ref, len(cur), seed=seed)
     if measure == "oov":
-        return oov_drift(ref, cur, seed=seed, key=key)
+        return oov_drift(ref, cur, seed=seed, key=key), oov_noise_floor(ref, len(cur), seed=seed)
     ref_vectors = embed_reference(config.root, embedder, ref)
     cur_vectors = embedder.embed(cur)
     result, clf = embedding_drift(ref_vectors, cur_vectors, seed=seed, key=key)
     plots[key] = roc_curve(clf.scores, clf.labels)
-    return result
+    floor = cached_noise_floor(
+        config.root, embedder, ref, len(cur), seed, lambda: embedding_noise_floor(ref_vectors, len(cur), seed=seed)
+    )
+    return result, floor
 
 
 def _sample(texts: list[str], k: int | None, seed: int) -> list[str]:
