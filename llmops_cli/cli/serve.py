@@ -79,7 +79,12 @@ def serve(
         ),
     ] = False,
     store: Annotated[
-        Path | None, typer.Option("--store", help="Monitor store file (default: monitor.store, .llmops/monitor.db).")
+        str | None,
+        typer.Option(
+            "--store",
+            help="Monitor store: a SQLite file or a postgresql:// URL (default: $LLMOPS_MONITOR_STORE, "
+            "else monitor.store, else .llmops/monitor.db).",
+        ),
     ] = None,
     unpack_to: Annotated[
         Path | None,
@@ -118,6 +123,14 @@ def serve(
             "longer gets 504 (default: 600).",
         ),
     ] = None,
+    upstream_verify: Annotated[
+        bool,
+        typer.Option(
+            "--upstream-verify/--no-upstream-verify",
+            help="Check the upstream's TLS certificate; turn off only for an upstream in the same pod "
+            "with a self-signed one (KServe's vLLM).",
+        ),
+    ] = True,
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")
     ] = "info",
@@ -153,6 +166,7 @@ def serve(
         upstream=upstream,
         upstream_key_env=upstream_key_env,
         upstream_timeout_s=upstream_timeout,
+        upstream_verify=None if upstream_verify else False,
     )
     from llmops_cli.serve import create_app, run_server
 

@@ -1,84 +1,79 @@
-"""The monitor store: every served request (and its feedback) in one SQLite file, WAL mode.
+"""The monitor store: every served request (and its feedback), in SQLite or PostgreSQL.
+
+``monitor.store`` in llmops.yaml (or ``LLMOPS_MONITOR_STORE``, which wins; ``llmops serve
+--store`` wins over both) names the store: a file path gives one SQLite file in WAL mode (the
+default ``.llmops/monitor.db``, fine for one server process), a ``postgresql://`` URL gives a
+shared store on a PostgreSQL server (what several replicas need, so ``llmops monitor`` sees all of
+production). :class:`MonitorStore` is the one interface; ``MonitorStore(location)`` opens the
+right backend (:mod:`~llmops_cli.monitor.store_sqlite`, :mod:`~llmops_cli.monitor.store_postgres`).
 
 The server calls :meth:`MonitorStore.log_request` on its hot path, so that call only puts the
-record on a queue; one background writer thread drains the queue and inserts what it found in a
-single transaction (hundreds of rows per commit instead of one fsync each). ``llmops monitor``
-and tests read with :meth:`requests_between`, :meth:`count` and friends, from any thread or
-process: WAL lets readers run while the writer writes, and a busy timeout makes two writing
-processes wait for each other instead of failing.
+record on a bounded queue (a full queue drops the row, counts it in ``write_errors`` and logs it:
+the event loop never waits on the database). One background writer thread drains the queue and
+inserts what it found in one transaction (hundreds of rows per commit). The writer never dies: a
+batch that fails is retried a few times with backoff (the connection reopened), a batch the
+database refuses because of a row is written row by row, a row that still fails is made writable
+(text that cannot be encoded is re-encoded with replacement characters) or counted in
+``write_errors`` and logged to the ``llmops.serve`` logger. :attr:`MonitorStore.healthy` is False
+while the last write failed (database down, disk full); the server's ``/ready`` then answers 503
+with :attr:`MonitorStore.last_error`, and the writer keeps probing until the store works again.
 
 Tables (the contract with ``llmops monitor``; ``meta`` is an extra JSON column for details such as
 the chat messages, decoding params, finish reason or a chain's steps):
 
 * ``requests(id TEXT PRIMARY KEY, ts REAL, endpoint TEXT, model TEXT, adapter TEXT, prompt TEXT,
   package TEXT, git_sha TEXT, input TEXT, output TEXT, latency_ms REAL, prompt_tokens INT,
-  completion_tokens INT, status INT, error TEXT, meta TEXT)``
+  completion_tokens INT, status INT, error TEXT, meta TEXT)`` (PostgreSQL adds ``seq``, an
+  identity column that plays SQLite's ``rowid``)
 * ``feedback(id INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT, ts REAL, score REAL,
   label TEXT, comment TEXT)``
 
 ``ts`` is Unix time in seconds (UTC). Versions are written ``NAME@VERSION`` (``support-lora@v3``,
-``base@sha256:1a2b3c4d5e6f``), the version part left out when unknown.
+``base@sha256:1a2b3c4d5e6f``), the version part left out when unknown. A request logged twice
+with the same id keeps the last version (an upsert), on both backends.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import queue
-import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from llmops_cli.errors import UnavailableError
 from llmops_cli.paths import STATE_DIR
 
 DEFAULT_STORE = f"{STATE_DIR}/monitor.db"
+STORE_ENV = "LLMOPS_MONITOR_STORE"  # overrides monitor.store (how a Kubernetes Secret reaches the pods)
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
-_MAX_QUEUE = 100_000  # a writer that falls this far behind slows callers down instead of eating memory
+_MAX_QUEUE = 100_000  # rows waiting for the writer; beyond that log_request drops (and counts) rather than block
 _MAX_BATCH = 2_000  # rows per transaction
 _LINGER_S = 0.05  # how long the writer waits to gather more rows once it has some
+_RETRIES = 4  # attempts at a batch before its rows are counted lost
+_BACKOFF_S = 0.2  # first wait between attempts, doubled each time (0.2 + 0.4 + 0.8 s)
+_PROBE_S = 1.0  # while unhealthy and idle, the writer tries the store this often
+_LOCK_TIMEOUT_S = 10.0  # add_feedback / log_many wait at most this long for the writing connection
+_DROP_LOG_S = 10.0  # at most one "queue full" log line per this many seconds
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    id TEXT PRIMARY KEY,
-    ts REAL NOT NULL,
-    endpoint TEXT NOT NULL DEFAULT '',
-    model TEXT,
-    adapter TEXT,
-    prompt TEXT,
-    package TEXT,
-    git_sha TEXT,
-    input TEXT,
-    output TEXT,
-    latency_ms REAL,
-    prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0,
-    status INTEGER NOT NULL,
-    error TEXT,
-    meta TEXT
-);
-CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts);
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id TEXT NOT NULL,
-    ts REAL NOT NULL,
-    score REAL,
-    label TEXT,
-    comment TEXT
-);
-CREATE INDEX IF NOT EXISTS feedback_request ON feedback(request_id);
-CREATE INDEX IF NOT EXISTS feedback_ts ON feedback(ts);
-"""
+log = logging.getLogger("llmops.serve")
 
-_COLUMNS = (
+COLUMNS = (
     "id", "ts", "endpoint", "model", "adapter", "prompt", "package", "git_sha", "input", "output",
     "latency_ms", "prompt_tokens", "completion_tokens", "status", "error", "meta",
 )  # fmt: skip
-_INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INT64 = 2**63 - 1
+
+
+class StoreError(UnavailableError):
+    """The monitor store cannot be opened, read or written (server down, bad URL, disk full)."""
 
 
 @dataclass
@@ -104,11 +99,11 @@ class RequestRecord:
 
     def row(self) -> tuple[Any, ...]:
         meta = json.dumps(self.meta, ensure_ascii=False, default=str) if self.meta else None
-        return tuple(meta if c == "meta" else getattr(self, c) for c in _COLUMNS)
+        return tuple(meta if c == "meta" else getattr(self, c) for c in COLUMNS)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RequestRecord:
-        values = {c: row[c] for c in _COLUMNS}
+    def from_row(cls, row: Mapping[str, Any]) -> RequestRecord:
+        values = {c: row[c] for c in COLUMNS}
         values["meta"] = json.loads(values["meta"]) if values["meta"] else {}
         return cls(**values)
 
@@ -123,70 +118,147 @@ class FeedbackRecord:
     comment: str | None
 
 
-class MonitorStore:
-    """Thread-safe access to one monitor database; writes are batched by a background thread.
+def writable_row(row: Sequence[Any]) -> tuple[Any, ...]:
+    """``row`` with every value a database accepts: text that UTF-8 cannot encode (lone surrogates)
+    gets U+FFFD in their place, NUL characters (refused by PostgreSQL) too, and integers beyond
+    64 bits are clamped."""
+    out: list[Any] = []
+    for value in row:
+        if isinstance(value, str):
+            value = _replace_surrogates(value).replace("\x00", "\ufffd")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = max(-_INT64, min(_INT64, value))
+        out.append(value)
+    return tuple(out)
 
-    Call :meth:`flush` to wait until everything logged so far is on disk, and :meth:`close` (or use
-    the store as a context manager) when done; ``close`` flushes first.
+
+def _replace_surrogates(text: str) -> str:
+    return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text) if _has_surrogate(text) else text
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+class MonitorStore:
+    """Thread-safe access to one monitor store; writes are batched by a background thread.
+
+    ``MonitorStore(location)`` opens a SQLite file (a path) or a PostgreSQL database (a
+    ``postgresql://`` URL). Call :meth:`flush` to wait until everything logged so far is written,
+    and :meth:`close` (or use the store as a context manager) when done; ``close`` flushes first.
+    Backends implement the ``_connect_writer``/``_insert``/``_query`` hooks; the queue, the writer
+    thread, retries and health are shared here.
     """
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    kind: ClassVar[str] = ""
+    _ROW_ERRORS: ClassVar[tuple[type[BaseException], ...]] = (UnicodeError, ValueError, TypeError, OverflowError)
+
+    def __new__(cls, location: Path | str, *args: Any, **kwargs: Any) -> MonitorStore:
+        if cls is MonitorStore:
+            if is_postgres_url(location):
+                from llmops_cli.monitor.store_postgres import PostgresStore
+
+                cls = PostgresStore
+            else:
+                from llmops_cli.monitor.store_sqlite import SQLiteStore
+
+                cls = SQLiteStore
+        return super().__new__(cls)
+
+    def __init__(self, location: Path | str) -> None:
+        self.location = str(location)
+        self.display = mask_url(self.location)  # what messages show: never a password
         self._queue: queue.Queue[RequestRecord | _Flush | None] = queue.Queue(maxsize=_MAX_QUEUE)
-        self._write_lock = threading.Lock()  # one writing connection, shared by the writer thread and feedback
-        self._writer_conn = self._connect()
-        self._writer_conn.executescript(_SCHEMA)
-        if self._writer_conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-            self._writer_conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._ensure_meta_column()
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []  # one per reading thread, all closed by close()
+        self._write_lock = threading.Lock()  # one writing connection: writer thread, feedback, log_many
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[Any] = []  # one per reading thread, all closed by close()
         self._closed = False
-        self.write_errors = 0  # rows lost to a failing disk; the server reports it, never raises on it
+        self._closing = False
+        self._last_drop_log = 0.0
+        self.write_errors = 0  # rows lost; the server exports it as llmops_monitor_write_errors_total
+        self.last_error: str | None = None  # why the last write failed; None once one succeeds again
+        self._writer_conn: Any = None
+        with self._write_lock:
+            self._writer_conn = self._connect_writer()  # fails fast (StoreError) on a bad location
 
-    # --- connections ---------------------------------------------------------------------------
+    # --- backend hooks -------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: a power cut may lose the last transactions, never corrupt the file; fine for logs.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        return conn
+    def _connect_writer(self) -> Any:
+        """A writing connection with the schema in place."""
+        raise NotImplementedError
 
-    def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._closed:
-                raise RuntimeError(f"monitor store {self.path} is closed")
-            conn = self._connect()
-            self._local.conn = conn
-            with self._thread_lock:
-                self._readers.append(conn)
-        return conn
+    def _connect_reader(self) -> Any:
+        raise NotImplementedError
 
-    def _ensure_meta_column(self) -> None:
-        """Stores written before ``meta`` existed get it added (readers of the plain columns don't care)."""
-        columns = {row[1] for row in self._writer_conn.execute("PRAGMA table_info(requests)")}
-        if "meta" not in columns:
-            self._writer_conn.execute("ALTER TABLE requests ADD COLUMN meta TEXT")
+    def _insert(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Upsert ``rows`` (tuples in :data:`COLUMNS` order) in one transaction."""
+        raise NotImplementedError
+
+    def _insert_feedback(self, conn: Any, row: tuple[Any, ...]) -> int:
+        raise NotImplementedError
+
+    def _probe(self, conn: Any) -> None:
+        """Raise unless the store can be written now."""
+        raise NotImplementedError
+
+    def _query(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Iterator[Mapping[str, Any]]:
+        """Rows of a read (``?`` placeholders) as mappings, streamed."""
+        raise NotImplementedError
+
+    def _close_conn(self, conn: Any) -> None:
+        conn.close()
+
+    # --- health --------------------------------------------------------------------------------
 
     @property
-    def journal_mode(self) -> str:
-        return str(self._reader().execute("PRAGMA journal_mode").fetchone()[0])
+    def healthy(self) -> bool:
+        """False while the last write attempt failed (the store is down or unwritable)."""
+        return self.last_error is None
+
+    def _ok(self) -> None:
+        if self.last_error is not None:
+            log.warning("monitor store %s: writing again", self.display)
+        self.last_error = None
+
+    def _failed(self, error: BaseException) -> None:
+        text = self._scrub(f"{type(error).__name__}: {error}".strip())
+        if text != self.last_error:
+            log.error("monitor store %s: write failed: %s", self.display, text)
+        self.last_error = text
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the store's password (driver messages may quote the connection string)."""
+        if self.location != self.display:
+            text = text.replace(self.location, self.display)
+            secret = _password(self.location)
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     # --- writing -------------------------------------------------------------------------------
 
     def log_request(self, record: RequestRecord) -> None:
-        """Queue ``record`` for the writer thread (returns at once unless the writer is far behind)."""
+        """Queue ``record`` for the writer thread; never blocks (a full queue drops and counts the row)."""
         if self._closed:
-            raise RuntimeError(f"monitor store {self.path} is closed")
+            raise RuntimeError(f"monitor store {self.display} is closed")
         self._start_writer()
-        self._queue.put(record)
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.write_errors += 1
+            now = time.monotonic()
+            if now - self._last_drop_log >= _DROP_LOG_S:
+                self._last_drop_log = now
+                log.error(
+                    "monitor store %s: %d rows waiting to be written; dropped request %s (%d rows lost so far)",
+                    self.display, self._queue.qsize(), record.id, self.write_errors,
+                )  # fmt: skip
 
     def log_many(self, records: Iterable[RequestRecord]) -> int:
         """Insert ``records`` now, in transactions of a few thousand rows; returns how many."""
@@ -195,67 +267,90 @@ class MonitorStore:
         for record in records:
             batch.append(record.row())
             if len(batch) >= _MAX_BATCH:
-                total += self._insert(batch)
+                total += self._insert_now(batch)
                 batch = []
         if batch:
-            total += self._insert(batch)
+            total += self._insert_now(batch)
         return total
 
     def add_feedback(
         self, request_id: str, *, score: float | None = None, label: str | None = None, comment: str | None = None
     ) -> int:
-        """Record feedback on a request; returns the feedback row's id."""
-        with self._write_lock, self._transaction(self._writer_conn) as conn:
-            cursor = conn.execute(
-                "INSERT INTO feedback (request_id, ts, score, label, comment) VALUES (?, ?, ?, ?, ?)",
-                (request_id, time.time(), score, label, comment),
+        """Record feedback on a request; returns the feedback row's id (:class:`StoreError` when it cannot)."""
+        row = writable_row((request_id, time.time(), score, label, comment))
+        return int(self._with_writer(lambda conn: self._insert_feedback(conn, row), "record feedback"))
+
+    def _insert_now(self, rows: list[tuple[Any, ...]]) -> int:
+        self._with_writer(lambda conn: self._insert(conn, rows), "write requests")
+        return len(rows)
+
+    def _with_writer(self, work: Any, what: str) -> Any:
+        """Run ``work(conn)`` on the writing connection, reopened if needed; StoreError on failure."""
+        if self._closed:
+            raise RuntimeError(f"monitor store {self.display} is closed")
+        if not self._write_lock.acquire(timeout=_LOCK_TIMEOUT_S):
+            raise StoreError(
+                f"Could not {what}: the monitor store {self.display} is busy ({self.last_error or 'slow'})."
             )
-            return int(cursor.lastrowid or 0)
+        try:
+            try:
+                if self._writer_conn is None:
+                    self._writer_conn = self._connect_writer()
+                result = work(self._writer_conn)
+            except StoreError as error:
+                self._failed(error)
+                raise
+            except Exception as error:
+                self._failed(error)
+                self._reset_writer()
+                raise StoreError(
+                    f"Could not {what} in the monitor store {self.display}: {self._scrub(str(error))}"
+                ) from error
+        finally:
+            self._write_lock.release()
+        self._ok()
+        return result
+
+    def _reset_writer(self) -> None:
+        """Drop the writing connection (caller holds the lock); the next write reopens it."""
+        conn, self._writer_conn = self._writer_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close; it is dropped anyway
+                self._close_conn(conn)
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until every record logged before this call is written; False on timeout."""
+        """Wait until every record logged before this call is written (or given up); False on timeout."""
         if self._thread is None or self._closed:
             return True  # nothing was queued, or close() already wrote it all
         marker = _Flush()
-        self._queue.put(marker)
+        try:
+            self._queue.put(marker, timeout=timeout)
+        except queue.Full:
+            return False
         return marker.done.wait(timeout)
 
     def close(self) -> None:
         """Write what is queued, stop the writer and close the connections. Idempotent."""
         if self._closed:
             return
-        self._closed = True
+        self._closing = True
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
+        self._closed = True
         with self._write_lock:
-            self._writer_conn.close()
+            self._reset_writer()
         with self._thread_lock:
             readers, self._readers = self._readers, []
         for reader in readers:
-            reader.close()
+            with contextlib.suppress(Exception):
+                self._close_conn(reader)
 
     def __enter__(self) -> MonitorStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no deadlock upgrading a read later
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
-        with self._write_lock, self._transaction(self._writer_conn) as conn:
-            conn.executemany(_INSERT, rows)
-        return len(rows)
 
     def _start_writer(self) -> None:
         if self._thread is not None:
@@ -267,19 +362,102 @@ class MonitorStore:
                 self._thread = thread
 
     def _write_loop(self) -> None:
+        """Drain the queue until close(); nothing that goes wrong in here stops the loop."""
         while True:
-            item = self._queue.get()
-            batch, markers, stop = self._gather(item)
-            if batch:
+            markers: list[_Flush] = []
+            stop = False
+            try:
                 try:
-                    self._insert([record.row() for record in batch])
-                except sqlite3.Error:
-                    # A full or read-only disk must not take the server down; count what was lost.
-                    self.write_errors += len(batch)
-            for marker in markers:
-                marker.done.set()
+                    item = self._queue.get(timeout=None if self.healthy else _PROBE_S)
+                except queue.Empty:
+                    self._probe_store()
+                    continue
+                batch, markers, stop = self._gather(item)
+                if batch:
+                    self._write_batch(batch)
+            except Exception as error:  # a bug in here must not silently stop the logging
+                log.exception("monitor store %s: writer error", self.display)
+                self._failed(error)
+            finally:
+                for marker in markers:
+                    marker.done.set()
             if stop:
                 return
+
+    def _probe_store(self) -> None:
+        with self._write_lock:
+            try:
+                if self._writer_conn is None:
+                    self._writer_conn = self._connect_writer()
+                self._probe(self._writer_conn)
+            except Exception as error:
+                self._failed(error)
+                self._reset_writer()
+                return
+        self._ok()
+
+    def _write_batch(self, records: list[RequestRecord]) -> None:
+        rows = [record.row() for record in records]
+        attempts = 1 if self._closing and not self.healthy else _RETRIES
+        error: BaseException | None = None
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(_BACKOFF_S * 2 ** (attempt - 1))
+            with self._write_lock:
+                try:
+                    if self._writer_conn is None:
+                        self._writer_conn = self._connect_writer()
+                    self._insert(self._writer_conn, rows)
+                except Exception as failure:
+                    error = failure
+                    if self._is_row_error(failure):
+                        break
+                    self._failed(failure)
+                    self._reset_writer()
+                    continue
+            self._ok()
+            return
+        if error is not None and self._is_row_error(error):
+            self._write_rows_singly(records, rows)
+            return
+        self._lost(records, error)
+
+    def _write_rows_singly(self, records: list[RequestRecord], rows: list[tuple[Any, ...]]) -> None:
+        """One bad row never loses the others: each row alone, a refused one made writable, else counted."""
+        for record, row in zip(records, rows, strict=True):
+            with self._write_lock:
+                try:
+                    if self._writer_conn is None:
+                        self._writer_conn = self._connect_writer()
+                    try:
+                        self._insert(self._writer_conn, [row])
+                        continue
+                    except Exception as error:
+                        if not self._is_row_error(error):
+                            raise
+                        log.warning(
+                            "monitor store %s: request %s could not be written as is (%s: %s); writing it with "
+                            "replacement characters", self.display, record.id, type(error).__name__, error,
+                        )  # fmt: skip
+                    self._insert(self._writer_conn, [writable_row(row)])
+                except Exception as error:
+                    self._lost([record], error)
+                    if not self._is_row_error(error):
+                        self._failed(error)
+                        self._reset_writer()
+
+    def _lost(self, records: list[RequestRecord], error: BaseException | None) -> None:
+        self.write_errors += len(records)
+        ids = ", ".join(r.id for r in records[:3]) + (", ..." if len(records) > 3 else "")
+        reason = self._scrub(f"{type(error).__name__}: {error}") if error is not None else "unknown error"
+        log.error(
+            "monitor store %s: %d request rows lost (%s): %s; %d lost so far",
+            self.display, len(records), ids, reason, self.write_errors,
+        )  # fmt: skip
+
+    def _is_row_error(self, error: BaseException) -> bool:
+        """True when the database refused the data (retrying the same rows cannot help)."""
+        return isinstance(error, self._ROW_ERRORS)
 
     def _gather(self, first: RequestRecord | _Flush | None) -> tuple[list[RequestRecord], list[_Flush], bool]:
         """``first`` plus whatever arrives within the linger time, up to one transaction's worth."""
@@ -303,21 +481,55 @@ class MonitorStore:
 
     # --- reading -------------------------------------------------------------------------------
 
+    def _reader(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(conn, "closed", False):  # a PostgreSQL connection the server dropped
+            with self._thread_lock:
+                self._readers.remove(conn)
+            conn = None
+        if conn is None:
+            if self._closed:
+                raise RuntimeError(f"monitor store {self.display} is closed")
+            conn = self._connect_reader()
+            self._local.conn = conn
+            with self._thread_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> Iterator[Mapping[str, Any]]:
+        """Rows of a read; a connection the server dropped since the last read is reopened once."""
+        conn = self._reader()
+        rows = self._query(conn, sql, args)
+        try:
+            first = next(rows, None)
+        except Exception:
+            if not getattr(conn, "closed", False):
+                raise
+            rows = self._query(self._reader(), sql, args)  # _reader() replaces the closed connection
+            first = next(rows, None)
+        if first is not None:
+            yield first
+            yield from rows
+
+    def _scalar(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        for row in self._read(sql, args):
+            return next(iter(row.values()))
+        return None
+
     def count(self, *, endpoint: str | None = None) -> int:
         """Number of logged requests (written ones: call :meth:`flush` first to include queued ones)."""
         if endpoint is None:
-            row = self._reader().execute("SELECT COUNT(*) FROM requests").fetchone()
-        else:
-            row = self._reader().execute("SELECT COUNT(*) FROM requests WHERE endpoint = ?", (endpoint,)).fetchone()
-        return int(row[0])
+            return int(self._scalar("SELECT COUNT(*) AS n FROM requests"))
+        return int(self._scalar("SELECT COUNT(*) AS n FROM requests WHERE endpoint = ?", (endpoint,)))
 
     def get(self, request_id: str) -> RequestRecord | None:
-        row = self._reader().execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
-        return None if row is None else RequestRecord.from_row(row)
+        cols = ", ".join(COLUMNS)
+        for row in self._read(f"SELECT {cols} FROM requests WHERE id = ?", (request_id,)):
+            return RequestRecord.from_row(row)
+        return None
 
     def has_request(self, request_id: str) -> bool:
-        row = self._reader().execute("SELECT 1 FROM requests WHERE id = ?", (request_id,)).fetchone()
-        return row is not None
+        return self._scalar("SELECT 1 AS found FROM requests WHERE id = ?", (request_id,)) is not None
 
     def requests_between(
         self, t0: float | None = None, t1: float | None = None, *, endpoint: str | None = None
@@ -334,18 +546,21 @@ class MonitorStore:
             clauses.append("endpoint = ?")
             args.append(endpoint)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        for row in self._reader().execute(f"SELECT * FROM requests {where} ORDER BY ts, id", args):
+        for row in self._read(f"SELECT {', '.join(COLUMNS)} FROM requests {where} ORDER BY ts, id", args):
             yield RequestRecord.from_row(row)
 
     def feedback_between(self, t0: float | None = None, t1: float | None = None) -> list[FeedbackRecord]:
         clauses, args = _time_clauses(t0, t1)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._reader().execute(f"SELECT * FROM feedback {where} ORDER BY ts, id", args)
+        rows = self._read(f"SELECT {_FEEDBACK_COLUMNS} FROM feedback {where} ORDER BY ts, id", args)
         return [FeedbackRecord(**dict(row)) for row in rows]
 
     def feedback_for(self, request_id: str) -> list[FeedbackRecord]:
-        rows = self._reader().execute("SELECT * FROM feedback WHERE request_id = ? ORDER BY id", (request_id,))
+        rows = self._read(f"SELECT {_FEEDBACK_COLUMNS} FROM feedback WHERE request_id = ? ORDER BY id", (request_id,))
         return [FeedbackRecord(**dict(row)) for row in rows]
+
+
+_FEEDBACK_COLUMNS = "id, request_id, ts, score, label, comment"
 
 
 @dataclass
@@ -365,22 +580,80 @@ def _time_clauses(t0: float | None, t1: float | None) -> tuple[list[str], list[A
     return clauses, args
 
 
-def store_path(config: Any) -> Path:
-    """Where a project's monitor store lives: ``monitor.store`` (default ``.llmops/monitor.db``)."""
-    return Path(config.resolve_path(str((config.monitor or {}).get("store") or DEFAULT_STORE)))
+# --- locations -------------------------------------------------------------------------------------
 
 
-def open_store(config: Any, path: Path | None = None) -> MonitorStore:
-    """The project's monitor store (or the one at ``path``), created if needed.
+def is_postgres_url(location: Path | str | None) -> bool:
+    return isinstance(location, str) and location.split(":", 1)[0].lower() in ("postgresql", "postgres")
 
-    A store inside the project's ``.llmops/`` gets that folder's self-ignoring ``.gitignore``, so
-    the database never shows up as untracked work in git.
+
+def _password(url: str) -> str | None:
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        found = parts.password or parse_qs(parts.query).get("password", [""])[0]
+        return found or None
+    except ValueError:
+        return None
+
+
+def mask_url(location: Path | str) -> str:
+    """``location`` fit to print: a URL's password (in the user part or ``?password=``) becomes ``***``."""
+    text = str(location)
+    if not is_postgres_url(text):
+        return text
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(text)
+        secret = _password(text)
+    except ValueError:
+        return "postgresql://***"
+    if not secret:
+        return text
+    netloc = parts.netloc
+    if parts.password:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = "&".join(
+        f"{k}=***" if k == "password" else f"{k}={v}"
+        for k, _, v in (p.partition("=") for p in parts.query.split("&") if p)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def store_location(config: Any, environ: Mapping[str, str] | None = None) -> Path | str:
+    """Where a project's monitor store lives: ``$LLMOPS_MONITOR_STORE``, else ``monitor.store``
+    (default ``.llmops/monitor.db``); a PostgreSQL URL as a string, a file as an absolute path."""
+    env = os.environ if environ is None else environ
+    value = env.get(STORE_ENV) or str((config.monitor or {}).get("store") or DEFAULT_STORE)
+    return resolve_location(config, value)
+
+
+def resolve_location(config: Any, value: Path | str) -> Path | str:
+    if is_postgres_url(value):
+        return str(value)
+    return Path(config.resolve_path(str(value)))
+
+
+store_path = store_location  # the name callers used when the store was always a file
+
+
+def open_store(config: Any, path: Path | str | None = None) -> MonitorStore:
+    """The project's monitor store (or the one at ``path``: a file or a PostgreSQL URL), created if needed.
+
+    A SQLite store inside the project's ``.llmops/`` gets that folder's self-ignoring
+    ``.gitignore``, so the database never shows up as untracked work in git.
     """
-    target = Path(path) if path is not None else store_path(config)
-    state = Path(config.root) / STATE_DIR
-    if target.resolve().is_relative_to(state.resolve()):
-        state.mkdir(parents=True, exist_ok=True)
-        ignore = state / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# llmops state: content store, caches, indexes\n*\n")
+    target: Path | str = store_location(config)
+    if path is not None:
+        target = str(path) if is_postgres_url(str(path)) else Path(path)
+    if isinstance(target, Path):
+        state = Path(config.root) / STATE_DIR
+        if target.resolve().is_relative_to(state.resolve()):
+            state.mkdir(parents=True, exist_ok=True)
+            ignore = state / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text("# llmops state: content store, caches, indexes\n*\n")
     return MonitorStore(target)

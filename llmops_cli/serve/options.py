@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UsageError
+from llmops_cli.monitor.store import is_postgres_url
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
@@ -45,11 +46,12 @@ class ServeOptions:
     redact: bool = False
     public_metrics: bool = False  # /metrics without a key (for scrapers that cannot send one)
     allow_code: bool = False  # chains' `call` steps may run project code
-    store_path: Path | None = None  # default: monitor.store of the project
+    store_path: Path | str | None = None  # a file or a postgresql:// URL; default: the project's monitor store
     device: str = "auto"  # auto | cpu | cuda | cuda:N; create_app resolves auto (see resolve_device)
     upstream: str | None = None  # gateway mode: an OpenAI-compatible server that does the generating
     upstream_key_env: str | None = None  # the variable holding the upstream's API key
     upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S
+    upstream_verify: bool = True  # check the upstream's TLS certificate (off only for a same-pod upstream)
     warm: bool = True  # load the default model in the background at start-up
 
     @property
@@ -111,8 +113,8 @@ def resolve_options(
     if values.get("package") is None:
         values["package"] = _only_package(config)
     settings = {k: v for k, v in values.items() if v is not None}
-    if "store_path" in settings:
-        settings["store_path"] = Path(settings["store_path"])
+    if "store_path" in settings and not is_postgres_url(str(settings["store_path"])):
+        settings["store_path"] = Path(settings["store_path"])  # a postgresql:// URL stays a string
     options = ServeOptions(**settings)
     if "api_keys" not in explicit or explicit["api_keys"] is None:
         options = options.with_(api_keys=load_api_keys(options.api_keys_env, environ))
