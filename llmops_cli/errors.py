@@ -15,6 +15,7 @@ EXIT_VERSIONING = 4  # git or artifact-store problem (not a repo, dirty path, mi
 EXIT_GATE = 5  # a quality gate failed (eval thresholds, monitor alerts, quantization drop)
 EXIT_BREAKING = 6  # `prompt diff --fail-on-breaking` found a breaking change
 EXIT_UNAVAILABLE = 7  # a model, artifact or remote is not available here (offline, not downloaded)
+EXIT_EVAL_ERRORS = 8  # eval cases errored (the target failed them); `llmops eval --allow-errors` accepts them
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 EXIT_CODES: dict[int, str] = {
@@ -26,6 +27,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_GATE: "a quality gate failed (eval thresholds, monitor alerts, quantization quality drop)",
     EXIT_BREAKING: "prompt diff found a breaking change (--fail-on-breaking)",
     EXIT_UNAVAILABLE: "a model, artifact or remote is not available locally",
+    EXIT_EVAL_ERRORS: "eval cases errored (the target failed; --allow-errors accepts them)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
@@ -91,6 +93,12 @@ class QualityGateFailed(LlmopsError):
     """A declared threshold was not met."""
 
     exit_code = EXIT_GATE
+
+
+class EvalErrors(LlmopsError):
+    """An eval run in which cases errored: its scores say nothing about those cases."""
+
+    exit_code = EXIT_EVAL_ERRORS
 
 
 class BreakingChange(LlmopsError):

@@ -94,7 +94,7 @@ def test_log_show_checkout(cli, project: Path, tmp_path: Path) -> None:
     result = cli("log", cwd=project)
     assert result.exit_code == 0 and "adapter/lora" in result.output and "v2" in result.output
     rows = json.loads(cli("log", "adapter/lora", "--json", cwd=project).stdout)
-    assert [r["version"] for r in rows] == [1, 2]
+    assert [r["version"] for r in rows] == [2, 1]  # newest first
     result = cli("show", "adapter/lora@v1", cwd=project)
     assert result.exit_code == 0 and "dataset/train@v1" in result.output and "eval_loss" in result.output
     shown = json.loads(cli("show", "adapter/lora@v1", "--json", cwd=project).stdout)

@@ -33,6 +33,9 @@ class FakeLLM:
         self.mode = "oracle"
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.delay_s = 0.0  # answer this late
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests it held at once
         handler = self._handler()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -69,6 +72,21 @@ class FakeLLM:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake.lock:
                     fake.requests.append(body)
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    time.sleep(fake.delay_s)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+                if fake.mode == "reject":  # a server that refuses every call (not retried: a 4xx)
+                    data = b'{"error": {"message": "model not found"}}'
+                    self.send_response(404)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 text = fake.reply(body)
                 payload = {
                     "id": "x",
@@ -359,3 +377,97 @@ def test_batching_provider_bounds_the_queue_and_reports_errors() -> None:
         batcher.generate([_ask("boom")])
     assert batcher.generate([_ask("fine")])[0].text == "FINE"  # the dispatcher survived the error
     batcher.close()
+
+
+# -- a gate never passes on errors (issue 15 item 6) ------------------------------------------------
+
+
+def endpoint_suite(fake: FakeLLM, **target: Any) -> dict[str, Any]:
+    return {"target": {"endpoint": fake.url, **target}, "dataset": "eval", "metrics": ["rougeL", "latency_ms"]}
+
+
+@pytest.fixture
+def endpoint_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMOPS_API_KEY", "test-key")
+
+
+def test_every_case_errored_exits_8_unless_allow_errors(
+    project: Path, fake_llm: FakeLLM, cli: Any, endpoint_key: None
+) -> None:
+    from llmops_cli.errors import EXIT_EVAL_ERRORS
+
+    configure(project, fake_llm, endpoint_suite(fake_llm))  # no thresholds: nothing else could fail it
+    fake_llm.mode = "reject"
+    result = cli("eval", "quality", "--no-save", cwd=project)
+    out = " ".join(result.output.split())
+    assert result.exit_code == EXIT_EVAL_ERRORS == 8, result.output
+    assert "6 eval cases errored (quality: 6 of 6 cases)" in out
+    assert "FAILED (errors)" in out and "PASSED" not in out
+    assert "404" in out and "--allow-errors" in out
+
+    allowed = cli("eval", "quality", "--no-save", "--allow-errors", cwd=project)
+    out = " ".join(allowed.output.split())
+    assert allowed.exit_code == 0, allowed.output
+    assert "PASSED (errors allowed)" in out and "6 cases errored" in out and "accepted by --allow-errors" in out
+
+
+def test_a_gate_on_a_metric_no_case_was_scored_on_fails(
+    project: Path, fake_llm: FakeLLM, cli: Any, endpoint_key: None
+) -> None:
+    suite = endpoint_suite(fake_llm)
+    suite["thresholds"] = {"rougeL": ">= 0.0", "latency_ms.p95": "<= 1000000"}  # would pass on any score
+    configure(project, fake_llm, suite)
+    fake_llm.mode = "reject"
+    result = cli("eval", "quality", "--no-save", "--allow-errors", "--json", cwd=project)
+    assert result.exit_code == 5, result.output
+    doc = json.loads(result.stdout)
+    gates = {t["key"]: t for t in doc["suites"][0]["thresholds"]}
+    assert gates["rougeL.mean"]["passed"] is False and gates["latency_ms.p95"]["passed"] is False
+    assert doc["suites"][0]["aggregates"]["rougeL"]["n"] == 0
+
+
+def test_endpoint_concurrency_and_timeout(project: Path, fake_llm: FakeLLM, cli: Any, endpoint_key: None) -> None:
+    fake_llm.delay_s = 0.3
+    configure(project, fake_llm, endpoint_suite(fake_llm, concurrency=2, timeout_s=5))
+    result = cli("eval", "quality", "--no-save", cwd=project)
+    assert result.exit_code == 0, result.output
+    assert len(fake_llm.requests) == 6 and fake_llm.max_in_flight == 2
+
+    suite = endpoint_suite(fake_llm, timeout_s=0.1)
+    suite["limit"] = 1
+    configure(project, fake_llm, suite)
+    slow = cli("eval", "quality", "--no-save", cwd=project)
+    assert slow.exit_code == 7, slow.output  # an unreachable target aborts the run (exit 7), as before
+    assert "no answer within 0.1 s (timeout_s)" in " ".join(slow.output.split())
+
+
+def test_fully_cached_rerun_reports_the_latencies_of_the_run_it_replays(
+    project: Path, fake_llm: FakeLLM, cli: Any
+) -> None:
+    """A chain's case latency is its generation plus its other steps' time; a cached re-run must not
+    mix today's step times with yesterday's generation time."""
+    path = project / "llmops.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["chains"]["cached-chain"] = {
+        "inputs": ["question"],
+        "steps": [
+            {"id": "gen", "prompt": "answer", "model": "fake", "vars": {"question": "{{ question }}"}},
+            {"id": "tidy", "transform": "template", "input": "{{ gen | trim }}"},
+        ],
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    fake_llm.delay_s = 0.05
+    configure(project, fake_llm, {"target": {"chain": "cached-chain"}, "dataset": "eval", "metrics": ["latency_ms"]})
+    first = cli("eval", "quality", "--no-save", "--json", cwd=project)
+    assert first.exit_code == 0, first.output
+    sent = len(fake_llm.requests)
+    second = cli("eval", "quality", "--no-save", "--json", cwd=project)
+    assert second.exit_code == 0, second.output
+    assert len(fake_llm.requests) == sent
+    a = {c["case_id"]: c for c in json.loads(first.stdout)["suites"][0]["cases"]}
+    b = {c["case_id"]: c for c in json.loads(second.stdout)["suites"][0]["cases"]}
+    assert all(c["cached"] for c in b.values()) and not any(c["cached"] for c in a.values())
+    assert {k: c["latency_ms"] for k, c in b.items()} == {k: c["latency_ms"] for k, c in a.items()}
+    assert min(c["latency_ms"] for c in a.values()) >= 50  # the server's delay is in it
+    table = cli("eval", "quality", "--no-save", cwd=project)
+    assert "6 cached cases: as measured when generated" in " ".join(table.output.split())

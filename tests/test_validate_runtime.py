@@ -218,3 +218,32 @@ def test_prompt_diff_names_steps_the_same_way(sample: Path, cli: Any) -> None:
     out = " ".join(result.output.split())
     assert "chain 'rag-answer' step 2 (generate)" in out
     assert "step 1 (" not in out.replace("step 1 (search)", "")
+
+
+# -- plurals (issue 17 item 5) -----------------------------------------------------------------------
+
+
+def test_plural_helper() -> None:
+    from llmops_cli.cli.output import plural
+
+    assert [plural(n, "model") for n in (0, 1, 2)] == ["0 models", "1 model", "2 models"]
+    assert plural(1, "eval suite") == "1 eval suite" and plural(3, "entry", "entries") == "3 entries"
+
+
+def test_validate_summary_says_1_model_not_1_models(project: Path, cli: Any) -> None:
+    result = cli("validate", cwd=project)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "(1 model, 1 prompt, 3 datasets, 1 chain, 1 adapter, 1 eval suite)" in out
+    assert "1 models" not in out and "1 prompts" not in out
+
+
+def test_eval_markdown_summary_plurals() -> None:
+    from llmops_cli.evals.reports.markdown import _suite_section
+    from llmops_cli.evals.results import CaseResult, SuiteResult
+
+    result = SuiteResult(
+        "s", {"prompt": "p"}, "d", "sha256:0", cases=[CaseResult(case_id="a", inputs={}, prediction="x", error="boom")]
+    )
+    text = "\n".join(_suite_section(result, heading=True))
+    assert "1 case (1 error, 0 from cache)" in text and "❌" in text  # an errored run is not shown as passed

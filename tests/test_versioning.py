@@ -195,3 +195,31 @@ def test_state_dir_ignores_itself(registry: ArtifactRegistry, project: Path, tmp
     registry.register("adapter", "faq", _files(tmp_path, "{}", 6))
     assert (project / ".llmops" / ".gitignore").read_text().strip().endswith("*")
     assert ".llmops" not in git(project, "status", "--porcelain", "--ignored=no")
+
+
+def test_log_lists_newest_first_by_time(
+    registry: ArtifactRegistry, project: Path, tmp_path: Path, cli: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registered in a known order across kinds and names (some in the same second): `llmops log`
+    shows them newest first, not grouped by kind and name."""
+    order = [("dataset", "zeta"), ("adapter", "faq"), ("eval", "alpha"), ("adapter", "faq"), ("dataset", "zeta")]
+    for i, (kind, name) in enumerate(order):
+        # the first three an hour apart (tags take the committer date), the last two in the same second
+        stamp = f"2026-01-01T0{min(i, 3)}:00:00+00:00"
+        monkeypatch.setenv("GIT_COMMITTER_DATE", stamp)
+        registry.register(kind, name, {"a.txt": _small(tmp_path, f"{kind}{name}{i}")})
+    monkeypatch.delenv("GIT_COMMITTER_DATE")
+    expected = ["dataset/zeta v2", "adapter/faq v2", "eval/alpha v1", "adapter/faq v1", "dataset/zeta v1"]
+    assert [f"{v.key} v{v.version}" for v in registry.history()] == expected
+    result = cli("log", "--json", cwd=project)  # type: ignore[operator]
+    assert result.exit_code == 0, result.output
+    assert [f"{row['artifact']} v{row['version']}" for row in json.loads(result.stdout)] == expected
+    table = cli("log", cwd=project)  # type: ignore[operator]
+    rows = [line for line in table.stdout.splitlines() if " v1 " in line or " v2 " in line]
+    assert [" ".join(r.replace("│", " ").split()[:2]) for r in rows] == expected
+
+
+def _small(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / f"{text}.txt"
+    path.write_text(text)
+    return path

@@ -29,12 +29,12 @@ def log(
     artifact: Annotated[str | None, typer.Argument(help="KIND/NAME to list (default: every artifact).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List registered artifact versions with their commit, inputs and metrics."""
+    """List registered artifact versions, newest first, with their commit, inputs and metrics."""
     from llmops_cli.versioning import ArtifactRef
 
     registry = _registry()
     ref = ArtifactRef.parse(artifact) if artifact else None
-    versions = registry.versions(ref)
+    versions = registry.history(ref)  # newest first, by time
     for version in versions:
         version.manifest = registry.read_manifest(version)
     if json_out:
@@ -59,7 +59,7 @@ def log(
     rows = [
         [v.key, f"v{v.version}", v.date[:19].replace("T", " "), v.commit[:10],
          ", ".join(i["ref"] for i in v.manifest.get("inputs", [])), _metrics_summary(v.manifest.get("metrics", {}))]
-        for v in reversed(versions)
+        for v in versions
     ]  # fmt: skip
     output.table(None, ["artifact", "version", "date", "commit", "inputs", "metrics"], rows)
 

@@ -12,6 +12,7 @@ import typer
 from llmops_cli.cli import output
 from llmops_cli.cli.options import JsonOpt, consent_to_code
 from llmops_cli.cli.state import STATE
+from llmops_cli.text import plural
 
 if TYPE_CHECKING:
     from llmops_cli.evals.results import SuiteResult
@@ -71,14 +72,22 @@ def eval_command(
             help="Allow custom metrics and call steps to run project Python code, and models' trust_remote_code.",
         ),
     ] = False,
+    allow_errors: Annotated[
+        bool,
+        typer.Option(
+            "--allow-errors",
+            help="Do not fail the run (exit 8) when cases errored; they are still reported and left unscored.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run eval suites on their targets; exit 5 when a threshold (or --fail-on-regression) fails.
+    """Run eval suites on their targets; exit 5 when a threshold (or --fail-on-regression) fails,
+    8 when any case errored (unless --allow-errors). A gate on a metric no case was scored on fails.
 
     Outputs are cached in .llmops/cache/eval.sqlite by model fingerprint, adapter, rendered prompt
     and parameters, so re-running an unchanged suite costs almost nothing.
     """
-    from llmops_cli.errors import QualityGateFailed, UsageError
+    from llmops_cli.errors import EvalErrors, QualityGateFailed, UsageError
     from llmops_cli.evals.runner import EvalOptions, ModelOverride
 
     consent_to_code(allow_code)
@@ -105,7 +114,7 @@ def eval_command(
         runs = []
         for override in overrides:
             options = EvalOptions(**{**base.__dict__, "override": override})
-            runs.append(_run_one(cfg, name, options, quiet=json_out))
+            runs.append(_run_one(cfg, name, options, quiet=json_out, allow_errors=allow_errors))
         if baseline is not None:
             failures += _compare(cfg, runs, baseline, fail_on_regression, quiet=json_out)
         if not no_save:
@@ -126,6 +135,20 @@ def eval_command(
         from llmops_cli.evals.reports.json_report import results_document
 
         output.print_json(results_document(all_results))
+    errored = [(r, n) for r in all_results if (n := r.error_count)]
+    if errored:
+        counts = "; ".join(f"{r.suite}{_label(r)}: {n} of {plural(len(r.cases), 'case')}" for r, n in errored)
+        total = sum(n for _, n in errored)
+        if not allow_errors:
+            first = next(c.error for r, _ in errored for c in r.cases if c.error) or ""
+            raise EvalErrors(
+                f"{plural(total, 'eval case')} errored ({counts}); an eval with errors does not pass",
+                hint=f"First error: {first.rstrip('.')}. Fix the target (or the server behind it), "
+                "or pass --allow-errors to accept errored cases (they stay unscored)."
+                + (f" Also {len(failures)} quality gate(s) failed." if failures else ""),
+            )
+        if not json_out:
+            output.warn(f"{plural(total, 'case')} errored ({counts}); accepted by --allow-errors")
     if failures:
         raise QualityGateFailed(
             f"{len(failures)} quality gate(s) failed",
@@ -138,14 +161,14 @@ def _label(result: SuiteResult) -> str:
     return f" [{override}]" if override else ""
 
 
-def _run_one(cfg: Any, name: str, options: EvalOptions, *, quiet: bool) -> SuiteResult:
+def _run_one(cfg: Any, name: str, options: EvalOptions, *, quiet: bool, allow_errors: bool = False) -> SuiteResult:
     from llmops_cli.evals.runner import run_suite
 
     label = name + (f" [{options.override.label}]" if options.override else "")
     with _progress(label, enabled=not (quiet or STATE.quiet)) as report:
         result = run_suite(cfg, name, options, progress=report)
     if not quiet:
-        _print_result(result)
+        _print_result(result, allow_errors=allow_errors)
     return result
 
 
@@ -198,7 +221,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _print_result(result: SuiteResult) -> None:
+def _print_result(result: SuiteResult, *, allow_errors: bool = False) -> None:
     from llmops_cli.evals.results import worst_cases
 
     gated = {t.key.rsplit(".", 1)[0]: t for t in result.thresholds}
@@ -218,12 +241,17 @@ def _print_result(result: SuiteResult) -> None:
             ]
         )
     cached = sum(c.cached for c in result.cases)
-    errors = sum(c.error is not None for c in result.cases)
+    errors = result.error_count
+    verdict = "PASSED" if result.passed else "FAILED"
+    if errors and result.passed:
+        verdict = "PASSED (errors allowed)" if allow_errors else "FAILED (errors)"
     title = (
-        f"{result.suite}{_label(result)}: {len(result.cases)} cases, {cached} cached, {errors} errors, "
-        f"{result.seconds:.1f}s: " + ("PASSED" if result.passed else "FAILED")
+        f"{result.suite}{_label(result)}: {plural(len(result.cases), 'case')}, {cached} cached, "
+        f"{plural(errors, 'error')}, {result.seconds:.1f}s: {verdict}"
     )
     output.table(title, ["metric", "value", "stderr", "p50", "p95", "n", "threshold"], rows)
+    if cached and "latency_ms" in result.aggregates:
+        output.info(f"[dim]latency of the {plural(cached, 'cached case')}: as measured when generated[/dim]")
     for kind, per_metric in result.robustness.items():
         drops = ", ".join(
             f"{m} {d['clean']:.3g}→{d['fuzzed']:.3g}" for m, d in per_metric.items() if d["clean"] is not None

@@ -23,7 +23,7 @@ def init(
     from llmops_cli.scaffold import init_project
 
     result = init_project(directory, name=name, force=force, commit=not no_commit)
-    output.success(f"created project '{result.name}' in {result.root} ({len(result.files)} files)")
+    output.success(f"created project '{result.name}' in {result.root} ({output.plural(len(result.files), 'file')})")
     if result.commit:
         made = "new git repository, " if result.created_repo else ""
         output.info(f"  {made}commit {result.commit[:10]}")
@@ -47,14 +47,14 @@ def validate(json_out: JsonOpt = False) -> None:
     cfg = result.config
     assert cfg is not None
     counts = {
-        "models": len(cfg.models),
-        "prompts": len(cfg.prompts),
-        "datasets": len(cfg.datasets),
-        "chains": len(cfg.chains),
-        "adapters": len(cfg.adapters),
-        "evals": len(cfg.evals),
+        "model": len(cfg.models),
+        "prompt": len(cfg.prompts),
+        "dataset": len(cfg.datasets),
+        "chain": len(cfg.chains),
+        "adapter": len(cfg.adapters),
+        "eval suite": len(cfg.evals),
     }
-    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    summary = ", ".join(output.plural(n, k) for k, n in counts.items() if n)
     output.success(f"{cfg.path.name} is valid: project '{cfg.name}' ({summary or 'empty'})")
 
 

@@ -50,7 +50,7 @@ def show_prompt(spec: PromptSpec, text: str, deps: Dependents) -> None:
     if params:
         output.table("params", ["param", "value"], [[k, _value(v)] for k, v in params.items()])
     if spec.examples_file:
-        con.print(f"few-shot examples: {escape(spec.examples_file)} ({len(spec.examples)} rows)")
+        con.print(f"few-shot examples: {escape(spec.examples_file)} ({output.plural(len(spec.examples), 'row')})")
     con.print(dependents_line(deps))
     if deps.steps:
         rows = [[s.label, ", ".join(s.explicit_vars) if s.explicit_vars is not None else "(implicit)",

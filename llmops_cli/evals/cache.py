@@ -45,6 +45,17 @@ CREATE TABLE IF NOT EXISTS outputs (
 """
 
 
+# A case's whole latency as first measured (a chain's retrieval and generation together), keyed by
+# the case's target and its generations' keys, so a fully cached re-run reports what that run saw.
+_CASE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS case_latency (
+    key TEXT PRIMARY KEY,
+    latency_ms REAL NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
 @dataclass(frozen=True)
 class CachedOutput:
     """One stored generation. ``latency_ms`` is the latency measured when it was first generated."""
@@ -118,6 +129,7 @@ class OutputCache:
         conn.execute("PRAGMA synchronous = NORMAL")
         with _transaction(conn):
             conn.execute(_SCHEMA)
+            conn.execute(_CASE_SCHEMA)
         return conn
 
     # -- keys ---------------------------------------------------------------------------------
@@ -177,11 +189,32 @@ class OutputCache:
             )
         return len(rows)
 
+    # -- whole cases ----------------------------------------------------------------------------
+    @staticmethod
+    def case_key(target: Mapping[str, Any], generation_keys: Sequence[str]) -> str:
+        """The key of one case run: its target and the keys of the generations it made, in order."""
+        blob = json.dumps({"v": KEY_VERSION, "target": target, "gen": list(generation_keys)}, sort_keys=True)
+        return "sha256:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def case_latency(self, key: str) -> float | None:
+        """The latency first measured for the case run ``key``, if it was ever stored."""
+        with self._lock:
+            row = self._conn.execute("SELECT latency_ms FROM case_latency WHERE key = ?", (key,)).fetchone()
+        return float(row[0]) if row else None
+
+    def put_case_latency(self, key: str, latency_ms: float) -> None:
+        with self._lock, _transaction(self._conn):
+            self._conn.execute(
+                "INSERT OR REPLACE INTO case_latency (key, latency_ms, created) VALUES (?, ?, ?)",
+                (key, float(latency_ms), time.time()),
+            )
+
     def clear(self) -> int:
         """Delete every cached output; returns how many there were."""
         with _transaction(self._conn):
             count = int(self._conn.execute("SELECT COUNT(*) FROM outputs").fetchone()[0])
             self._conn.execute("DELETE FROM outputs")
+            self._conn.execute("DELETE FROM case_latency")
         # Give the space back; VACUUM cannot run inside a transaction and may be blocked by readers.
         with contextlib.suppress(sqlite3.OperationalError):
             self._conn.execute("VACUUM")

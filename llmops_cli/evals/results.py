@@ -102,6 +102,11 @@ class SuiteResult:
         self.thresholds = [_as_threshold(t) for t in self.thresholds]
 
     @property
+    def error_count(self) -> int:
+        """Cases the target failed (no prediction, no scores)."""
+        return sum(c.error is not None for c in self.cases)
+
+    @property
     def metric_names(self) -> list[str]:
         """Every per-case metric, in first-seen order."""
         seen: dict[str, None] = {}

@@ -101,6 +101,7 @@ class _CaseState(threading.local):
     sample: int = 0
     hits: int = 0
     misses: int = 0
+    keys: list[str] | None = None  # cache keys of this case's generations, in order
 
 
 class _EvalProvider:
@@ -122,6 +123,8 @@ class _EvalProvider:
             state.misses += len(requests)
             return self.batcher.generate(requests)
         keys = [cache.key(self.fingerprint, self.adapter_id, list(r.messages), r.params) for r in requests]
+        if state.keys is not None:
+            state.keys.extend(keys)
         found = cache.get_many(keys) if self.runtime.read_cache else {}
         missing = [i for i, key in enumerate(keys) if key not in found]
         fresh = self.batcher.generate([requests[i] for i in missing]) if missing else []
@@ -288,6 +291,8 @@ def adapter_id(path: Path) -> str:
 class _Target:
     """Runs one case; subclasses know a chain, a prompt, a model or an endpoint."""
 
+    workers: int | None = None  # cases run at once (default: the batch size)
+
     def __init__(self, runtime: EvalRuntime, raw: dict[str, Any]) -> None:
         self.runtime = runtime
         self.raw = raw
@@ -372,8 +377,14 @@ def _generation_output(result: GenerationResult) -> _Output:
     return _Output(result.text.strip(), result.latency_ms, tokens)
 
 
-def _endpoint_provider(url: str) -> Provider:
-    """An OpenAI-compatible client for a deployed endpoint (``http://host:port``, with or without /v1)."""
+ENDPOINT_TIMEOUT_S = 60.0
+ENDPOINT_CONCURRENCY = 4
+
+
+def _endpoint_provider(url: str, *, timeout_s: float = ENDPOINT_TIMEOUT_S) -> Provider:
+    """An OpenAI-compatible client for a deployed endpoint (``http://host:port``, with or without /v1).
+
+    ``timeout_s`` bounds each connect and read of one request (the target's ``timeout_s:``)."""
     import urllib.request
 
     from llmops_cli.providers import OpenAIProvider
@@ -387,12 +398,14 @@ def _endpoint_provider(url: str) -> Provider:
 
         if os.environ.get(ENDPOINT_KEY_ENV):
             request.add_header("Authorization", f"Bearer {os.environ[ENDPOINT_KEY_ENV]}")
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - user-configured URL
+        with urllib.request.urlopen(request, timeout=min(10.0, timeout_s)) as response:  # noqa: S310 - user's URL
             listed = json.loads(response.read().decode("utf-8")).get("data") or []
             model = str(listed[0]["id"]) if listed else model
     except (OSError, ValueError, KeyError, IndexError):
         pass
-    return OpenAIProvider(name=url, base_url=base, model=model, api_key_env=ENDPOINT_KEY_ENV)
+    return OpenAIProvider(
+        name=url, base_url=base, model=model, api_key_env=ENDPOINT_KEY_ENV, timeout_s=timeout_s, max_concurrency=1
+    )
 
 
 def build_target(runtime: EvalRuntime, raw: dict[str, Any]) -> _Target:
@@ -402,7 +415,11 @@ def build_target(runtime: EvalRuntime, raw: dict[str, Any]) -> _Target:
         return _PromptTarget(runtime, raw)
     if "endpoint" in raw:
         runtime.cache = None  # what runs behind a URL can change without us knowing: never cached
-        return _ModelTarget(runtime, raw, provider=_endpoint_provider(raw["endpoint"]))
+        timeout_s = float(raw.get("timeout_s", ENDPOINT_TIMEOUT_S))
+        target = _ModelTarget(runtime, raw, provider=_endpoint_provider(raw["endpoint"], timeout_s=timeout_s))
+        # Each eval worker holds one request at a time: `concurrency` workers = that many requests in flight.
+        target.workers = max(1, int(raw.get("concurrency", ENDPOINT_CONCURRENCY)))
+        return target
     if "model" in raw or "quantized" in raw:
         return _ModelTarget(runtime, raw)
     raise UsageError(f"eval target {raw!r} names none of chain, prompt, model, quantized, endpoint")
@@ -553,7 +570,7 @@ def _run_cases(
         nonlocal done
         i, s = job
         state = runtime.state
-        state.sample, state.hits, state.misses = s, 0, 0
+        state.sample, state.hits, state.misses, state.keys = s, 0, 0, []
         with runtime.client():
             try:
                 out = target.run(cases[i])
@@ -564,6 +581,7 @@ def _run_cases(
             except Exception as error:  # a case that crashes is a failed case, not a failed run
                 out = _Output(error=f"{type(error).__name__}: {error}")
         out.cached = state.misses == 0 and state.hits > 0
+        _case_latency(runtime, target, out, state.keys)
         outputs[i][s] = out
         with done_lock:
             done += 1
@@ -574,10 +592,26 @@ def _run_cases(
     # unknown model) once, instead of once per worker.
     if jobs:
         work(jobs[0])
-    with ThreadPoolExecutor(max_workers=max(1, runtime.options.batch_size), thread_name_prefix="eval") as pool:
+    workers = target.workers or runtime.options.batch_size
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="eval") as pool:
         for future in [pool.submit(work, job) for job in jobs[1:]]:
             future.result()
     return outputs
+
+
+def _case_latency(runtime: EvalRuntime, target: _Target, out: _Output, keys: list[str]) -> None:
+    """A fully cached case reports the latency measured when it was generated (a chain's retrieval
+    included), not today's retrieval time plus the cached generation time; a fresh one stores it."""
+    cache = runtime.cache
+    if cache is None or out.error is not None or out.latency_ms is None or not keys:
+        return
+    key = cache.case_key(target.raw, keys)
+    if out.cached:
+        stored = cache.case_latency(key)
+        if stored is not None:
+            out.latency_ms = stored
+        return
+    cache.put_case_latency(key, out.latency_ms)
 
 
 def _is_setup_error(error: LlmopsError) -> bool:

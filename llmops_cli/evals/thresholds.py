@@ -123,12 +123,14 @@ def resolve_key(key: str, aggregates: Mapping[str, Mapping[str, Any]]) -> tuple[
 def check_thresholds(
     aggregates: Mapping[str, Mapping[str, Any]], thresholds: Mapping[str, str]
 ) -> list[ThresholdResult]:
-    """Compare each threshold with its aggregate; a stat with no value (no cases scored) fails."""
+    """Compare each threshold with its aggregate. A metric no case was scored on (``n`` 0: every case
+    errored) fails, whatever its stat says: a gate never passes on nothing."""
     results = []
     for key, text in thresholds.items():
         threshold = parse_threshold(key, text)
         metric, stat = resolve_key(key, aggregates)
         actual = aggregates[metric].get(stat)
-        passed = actual is not None and _OPS[threshold.op](float(actual), threshold.limit)
+        scored = aggregates[metric].get("n")
+        passed = actual is not None and scored != 0 and _OPS[threshold.op](float(actual), threshold.limit)
         results.append(ThresholdResult(f"{metric}.{stat}", threshold.op, threshold.limit, actual, passed))
     return results

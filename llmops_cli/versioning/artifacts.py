@@ -302,6 +302,27 @@ class ArtifactRegistry:
         found.sort(key=lambda v: (v.kind, v.name, v.version))
         return found
 
+    def history(self, ref: ArtifactRef | None = None) -> list[ArtifactVersion]:
+        """Registered versions newest first: by registration time, then (several in one second) by
+        commit order, newest commit first."""
+        versions = self.versions(ref)
+        position: dict[str, int] = {}
+        commits = sorted({v.commit for v in versions})
+        if commits:
+            try:
+                listed = self.git.git("rev-list", "--topo-order", *commits).split()
+                position = {sha: i for i, sha in enumerate(listed)}
+            except Exception:  # a tag on a commit git cannot walk: time alone decides
+                position = {}
+
+        def when(v: ArtifactVersion) -> float:
+            try:
+                return _dt.datetime.fromisoformat(v.date).timestamp()
+            except ValueError:
+                return 0.0
+
+        return sorted(versions, key=lambda v: (-when(v), position.get(v.commit, 0), -v.version))
+
     def latest_version(self, ref: ArtifactRef) -> int:
         versions = self.versions(ArtifactRef(ref.kind, ref.name))
         return versions[-1].version if versions else 0

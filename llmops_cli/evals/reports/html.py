@@ -27,6 +27,7 @@ from llmops_cli.evals.reports._common import (
 )
 from llmops_cli.evals.results import SuiteResult, worst_cases
 from llmops_cli.paths import atomic_write_text
+from llmops_cli.text import plural
 
 MAX_ROWS = 2000  # per-case rows in the page; results.json always has all of them
 
@@ -94,7 +95,7 @@ def _meta_html(result: SuiteResult) -> str:
         (
             "cases",
             f"{len(result.cases)} ({sum(c.cached for c in result.cases)} cached, "
-            f"{sum(c.error is not None for c in result.cases)} errors)",
+            f"{plural(result.error_count, 'error')})",
         ),  # fmt: skip
     ]
     if result.baseline:

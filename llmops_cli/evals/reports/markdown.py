@@ -18,6 +18,7 @@ from llmops_cli.evals.reports._common import (
 )
 from llmops_cli.evals.results import SuiteResult, worst_cases
 from llmops_cli.paths import atomic_write_text
+from llmops_cli.text import plural
 
 WORST_N = 5
 
@@ -41,14 +42,17 @@ def write_markdown(results: SuiteResult | Sequence[SuiteResult], path: Path) -> 
 def _suite_section(result: SuiteResult, *, heading: bool) -> list[str]:
     lines: list[str] = []
     if heading:
-        lines += [f"### {'✅' if result.passed else '❌'} `{result.suite}`", ""]
+        ok = result.passed and not result.error_count  # a run with errored cases does not pass
+        lines += [f"### {'✅' if ok else '❌'} `{result.suite}`", ""]
     n_err = sum(1 for c in result.cases if c.error is not None)
     n_cached = sum(1 for c in result.cases if c.cached)
     failed = result.failed_thresholds()
     lines.append(
-        f"{len(result.cases)} cases ({n_err} errors, {n_cached} from cache) on `{result.dataset_ref}`, "
+        f"{plural(len(result.cases), 'case')} ({plural(n_err, 'error')}, {n_cached} from cache) on "
+        f"`{result.dataset_ref}`, "
         f"{len(result.thresholds) - len(failed)}/{len(result.thresholds)} thresholds met, "
         f"{result.seconds:.1f} s. Config `{result.config_hash[:12]}`."
+        + (" Cached cases report the latency measured when they were generated." if n_cached else "")
     )
     for t in failed:
         lines.append(f"- ❌ **{t.key}**: {fmt(t.actual)}, expected {t.op} {fmt(t.limit)}")
