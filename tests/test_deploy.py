@@ -44,10 +44,10 @@ HAS_K8S_MODELS = importlib.util.find_spec("kubernetes") is not None
 DEPLOYMENTS = {
     "local": {"target": "local", "package": "bot", "port": 8000, "api_keys_env": "LLMOPS_API_KEYS"},
     "prod": {
-        "target": "kubernetes", "package": "bot", "replicas": 2, "namespace": "support",
+        "target": "kubernetes", "package": "bot", "replicas": 1, "namespace": "support",
         "resources": {"gpu": 1, "memory": "8Gi", "cpu": 2},
     },
-    "gpu": {"target": "kubernetes", "package": "bot", "runtime": "vllm", "replicas": 2, "namespace": "support",
+    "gpu": {"target": "kubernetes", "package": "bot", "runtime": "vllm", "replicas": 1, "namespace": "support",
             "resources": {"gpu": 1, "memory": "16Gi"}},
     "ks": {"target": "kubernetes", "package": "bot", "runtime": "kserve", "resources": {"gpu": 1}},
     "box": {"target": "docker", "package": "bot", "port": 8080},
@@ -228,7 +228,7 @@ def test_kubernetes_manifests_render_validate_and_are_recorded(proj: Path) -> No
         "namespace": "support",
         "labels": deployment["spec"]["template"]["metadata"]["labels"],
     }
-    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["replicas"] == 1  # several need a PostgreSQL monitor store: test_deploy_gateway.py
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "bot:v2"  # default image name: PACKAGE:vN built from the package's Dockerfile
@@ -359,8 +359,8 @@ def test_vllm_runtime_serves_the_base_model_with_lora_adapters(proj: Path) -> No
     result = deploy(load_config(proj), "gpu", SCHEMA)
     assert result.validation is not None and result.validation.ok
     pod = load_yaml(proj / "deploy" / "gpu" / "deployment.yaml")["spec"]["template"]["spec"]
-    (vllm,) = pod["containers"]
-    assert vllm["image"].startswith("vllm/vllm-openai:")
+    gateway, vllm = pod["containers"]  # the llmops gateway in front: tests/test_deploy_gateway.py
+    assert gateway["name"] == "gateway" and vllm["image"].startswith("vllm/vllm-openai:")
     args = vllm["args"]
     # the package ships the embedded GGUF: vLLM takes the original weights from the hub
     assert args[0] == "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -386,7 +386,7 @@ def test_vllm_runtime_serves_a_quantized_package_model(proj: Path) -> None:
     ]  # fmt: skip
     register_package(proj, "q", serves=quantized["serves"], artifacts=quantized["artifacts"])
     deploy(load_config(proj), "gpu", SCHEMA)
-    args = load_yaml(proj / "deploy" / "gpu" / "deployment.yaml")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = load_yaml(proj / "deploy" / "gpu" / "deployment.yaml")["spec"]["template"]["spec"]["containers"][1]["args"]
     assert args[0] == "/models/artifacts/quantized/base-4bit"
     assert args[args.index("--quantization") + 1] == "bitsandbytes" and "--enable-lora" not in args
 

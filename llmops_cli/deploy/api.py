@@ -192,9 +192,11 @@ def _render(
 
 
 def _render_kubernetes(config: ProjectConfig, spec: DeploymentSpec, package: PackageRef, folder: Path) -> Any:
+    from llmops_cli.deploy.gateway import apply_store, plan_store
     from llmops_cli.deploy.k8s import Manifest, render_llmops
     from llmops_cli.deploy.readme import kubernetes_readme
 
+    store = plan_store(config, spec)  # several replicas on one SQLite file: refused before anything is written
     if spec.runtime == "vllm":
         from llmops_cli.deploy.k8s_llm import render_vllm
 
@@ -205,6 +207,7 @@ def _render_kubernetes(config: ProjectConfig, spec: DeploymentSpec, package: Pac
         rendered = render_kserve(config, spec, package)
     else:
         rendered = render_llmops(spec, package)
+    apply_store(rendered, spec, package, store)
     text = kubernetes_readme(spec, package, rendered, _display(config, folder))
     rendered.files.append(Manifest("README.md", text=text))
     return rendered

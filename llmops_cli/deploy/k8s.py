@@ -179,14 +179,15 @@ def strategy(gpus: int) -> dict[str, Any]:
 
 
 def render_llmops(spec: DeploymentSpec, package: PackageRef) -> Rendered:
+    from llmops_cli.deploy.gateway import serve_device, serve_flags
+
     out = Rendered()
     name, key = release_name(spec), spec.keys_env
     serve = ["llmops", "-C", "/app", "serve", "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)]
-    serve += ["--api-keys-env", key]
-    if spec.max_concurrency:
-        serve += ["--max-concurrency", str(spec.max_concurrency)]
-    if spec.redact is not None:
-        serve.append("--redact" if spec.redact else "--no-redact")
+    serve += serve_flags(spec)
+    device = serve_device(spec)  # cuda when GPUs are requested, unless serve.device says otherwise
+    if device:
+        serve += ["--device", device]
     container: dict[str, Any] = {
         "name": "server",
         "image": image_of(spec, package),
@@ -219,15 +220,8 @@ def render_llmops(spec: DeploymentSpec, package: PackageRef) -> Rendered:
     out.add("deployment.yaml", deployment)
     out.add("service.yaml", service(spec, package, "server"))
     out.add(f"{SECRET_DIR}/api-keys.yaml", api_key_secret(spec, package, key), secret_comment(spec, key, several=True))
-    if spec.gpus:
-        out.notes.append(
-            "the llmops server loads models on CPU for now (llmops serve has no --device option yet); "
-            f"the {spec.gpus} GPU(s) requested are reserved but unused"
-        )
-    out.notes.append(
-        "each pod logs requests to its own /app/.llmops/monitor.db, which goes with the pod: "
-        "mount a volume there to keep it, or scrape /metrics"
-    )
+    if spec.gpus and device and not device.startswith("cuda"):
+        out.notes.append(f"serve.device is {device}: the {spec.gpus} GPU(s) requested are reserved but unused")
     if not package.memory_bytes and not spec.resources.get("memory"):
         out.notes.append("no memory request: the package has no memory estimate and resources.memory is unset")
     out.where = {

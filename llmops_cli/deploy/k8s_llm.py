@@ -2,7 +2,9 @@
 
 Both serve the package's one base model with its LoRA adapters through vLLM's OpenAI-compatible
 API: requests name the base model or an adapter. Neither runs llmops chains (retrieval, prompt
-templates); use ``runtime: llmops`` for those.
+templates); use ``runtime: llmops`` for those. In both, the llmops gateway (``llmops serve
+--upstream``) stands in front, so requests are authenticated, limited, logged and counted like the
+llmops runtime's (see :mod:`llmops_cli.deploy.gateway` for where it runs and why).
 
 Weights that are inside the package (a quantized or local model, adapters) come from the package
 image: for vLLM an init container copies them into a pod-local volume; for KServe, whose model URIs
@@ -21,23 +23,24 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from llmops_cli.deploy.gateway import gateway_container, keys_comment, keys_secret
 from llmops_cli.deploy.k8s import (
     SECRET_DIR,
     Rendered,
-    api_key_secret,
     image_of,
     labels,
     metadata,
     pod_annotations,
     probe,
     resources,
-    secret_comment,
     secret_name,
     selector,
     service,
     strategy,
 )
 from llmops_cli.deploy.spec import CONTAINER_PORT, release_name
+
+VLLM_PORT = 8001  # vLLM's port inside the pod; the gateway has CONTAINER_PORT ("http")
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
@@ -95,7 +98,8 @@ def render_vllm(config: ProjectConfig, spec: DeploymentSpec, package: PackageRef
     source = f"{MODELS_MOUNT}/{model.path}" if model.path else str(model.hub_id)
     if model.path and model.file:
         source += f"/{model.file}"
-    args = [source, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT), "--served-model-name", model.name]
+    # 0.0.0.0 so the kubelet's probes reach it; it keeps its own key, which only the gateway holds.
+    args = [source, "--host", "0.0.0.0", "--port", str(VLLM_PORT), "--served-model-name", model.name]
     if model.bits:
         args += ["--quantization", "bitsandbytes"]
     if adapters:
@@ -138,16 +142,18 @@ def render_vllm(config: ProjectConfig, spec: DeploymentSpec, package: PackageRef
         "imagePullPolicy": "IfNotPresent",
         "command": ["/bin/sh", "-c", guard, "vllm"],
         "args": args,
-        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "vllm", "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "env": env,
         # Loading (and downloading) a model takes minutes: the startup probe allows 15.
-        "startupProbe": probe("/health", period=10, failures=90, timeout=5),
-        "readinessProbe": probe("/health", period=10, failures=3, timeout=5),
-        "livenessProbe": probe("/health", period=30, failures=5, timeout=10),
+        "startupProbe": _on(probe("/health", period=10, failures=90, timeout=5), "vllm"),
+        "readinessProbe": _on(probe("/health", period=10, failures=3, timeout=5), "vllm"),
+        "livenessProbe": _on(probe("/health", period=30, failures=5, timeout=10), "vllm"),
         "resources": resources(spec, memory_default=DEFAULT_LLM_MEMORY, gpus=gpus),
         "volumeMounts": mounts,
     }
-    pod: dict[str, Any] = {"terminationGracePeriodSeconds": 60, "containers": [container], "volumes": volumes}
+    upstream = f"http://127.0.0.1:{VLLM_PORT}"
+    front = gateway_container(spec, package, upstream=upstream, key_env=VLLM_KEY_ENV)
+    pod: dict[str, Any] = {"terminationGracePeriodSeconds": 60, "containers": [front, container], "volumes": volumes}
     if init:
         pod["initContainers"] = init
     deployment = {
@@ -165,13 +171,18 @@ def render_vllm(config: ProjectConfig, spec: DeploymentSpec, package: PackageRef
         },
     }
     out.add("deployment.yaml", deployment)
-    out.add("service.yaml", service(spec, package, "vllm"))
-    secret = api_key_secret(spec, package, VLLM_KEY_ENV)
-    out.add(f"{SECRET_DIR}/api-keys.yaml", secret, secret_comment(spec, VLLM_KEY_ENV, several=False))
+    out.add("service.yaml", service(spec, package, "vllm"))  # targets "http": the gateway
+    keys = [spec.keys_env, VLLM_KEY_ENV]
+    out.add(f"{SECRET_DIR}/api-keys.yaml", keys_secret(spec, package, keys), keys_comment(spec, keys))
+    out.notes.append(
+        "the llmops gateway (container 'gateway') answers on the Service and forwards to vLLM on "
+        f"127.0.0.1:{VLLM_PORT}: "
+        f"clients use the keys in {spec.keys_env}; {VLLM_KEY_ENV} stays between the gateway and vLLM"
+    )
     out.where = {
         "namespace": spec.namespace or "default",
         "service": f"http://{name}:{spec.port}",
-        "image": image_of(spec, package) if copied else None,
+        "image": image_of(spec, package),
         "models": [model.name, *(a.name for a in adapters)],
     }
     return out
@@ -225,7 +236,7 @@ def render_kserve(config: ProjectConfig, spec: DeploymentSpec, package: PackageR
         "spec": {
             "model": model_spec,
             "replicas": spec.replicas,
-            "router": {"route": {}, "gateway": {}},  # a managed HTTPRoute on KServe's default Gateway
+            # No router: KServe publishes no route of its own, so the llmops gateway below is the only way in.
             "template": {"containers": [main]},
         },
     }
@@ -244,13 +255,55 @@ def render_kserve(config: ProjectConfig, spec: DeploymentSpec, package: PackageR
             f"apply storage/ first: the Job copies the package's weights into the claim {claim} that the "
             "LLMInferenceService reads through pvc:// URIs"
         )
-    out.notes.append(
-        "KServe exposes the service through its Gateway without an API key: protect the route with your "
-        "gateway's authentication (llmops adds no Secret for this runtime)"
-    )
-    out.where = {"namespace": spec.namespace or "default", "image": image_of(spec, package) if copied else None,
+    _kserve_gateway(spec, package, out)
+    out.where = {"namespace": spec.namespace or "default", "image": image_of(spec, package),
+                 "service": f"http://{name}:{spec.port}",
                  "models": [model.name, *(a.name for a in adapters)]}  # fmt: skip
     return out
+
+
+def workload_url(spec: DeploymentSpec) -> str:
+    """KServe's in-cluster Service of the LLMInferenceService's vLLM pods (TLS on 8000)."""
+    ns = spec.namespace or "default"
+    return f"https://{release_name(spec)}-kserve-workload-svc.{ns}.svc.cluster.local:{CONTAINER_PORT}"
+
+
+def _kserve_gateway(spec: DeploymentSpec, package: PackageRef, out: Rendered) -> None:
+    """The gateway Deployment and the Service in front of it (KServe owns the vLLM pod, so not a sidecar)."""
+    name = release_name(spec)
+    container = gateway_container(spec, package, upstream=workload_url(spec), key_env=None, verify=False)
+    pod_labels = {**labels(spec, package, "gateway")}
+    match = {**selector(spec, package), "app.kubernetes.io/component": "gateway"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(spec, f"{name}-gateway", pod_labels),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": match},
+            "strategy": strategy(0),
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations(spec, package)},
+                "spec": {"terminationGracePeriodSeconds": 40, "containers": [container]},
+            },
+        },
+    }
+    front = service(spec, package, "gateway")
+    front["spec"]["selector"] = match
+    out.add("gateway/deployment.yaml", deployment)
+    out.add("gateway/service.yaml", front)
+    out.add(f"{SECRET_DIR}/api-keys.yaml", keys_secret(spec, package, [spec.keys_env]),
+            keys_comment(spec, [spec.keys_env]))  # fmt: skip
+    out.notes.append(
+        f"the llmops gateway (Deployment {name}-gateway, Service {name}) is the way in: it checks the keys in "
+        f"{spec.keys_env}, logs every request and forwards to KServe's workload Service {workload_url(spec)} "
+        "(KServe's self-signed TLS, so without certificate check); the LLMInferenceService has no router, "
+        "so KServe exposes no unauthenticated route"
+    )
+
+
+def _on(check: dict[str, Any], port: str) -> dict[str, Any]:
+    return {**check, "httpGet": {**check["httpGet"], "port": port}}
 
 
 def _copy_job(spec: DeploymentSpec, package: PackageRef, claim: str, paths: list[str]) -> dict[str, Any]:

@@ -46,15 +46,30 @@ def kubernetes_readme(spec: DeploymentSpec, package: PackageRef, rendered: Rende
         step = 2
     lines += [f"{step}. Create the namespace if needed: `kubectl create namespace {ns}`.", ""]
     step += 1
-    if spec.runtime in ("llmops", "vllm"):
-        key = spec.keys_env if spec.runtime == "llmops" else "VLLM_API_KEY"
-        several = "comma-separated keys" if spec.runtime == "llmops" else "one key"
+    keys = [spec.keys_env, "VLLM_API_KEY"] if spec.runtime == "vllm" else [spec.keys_env]
+    literals = " ".join(f'--from-literal={k}="$(openssl rand -hex 24)"' for k in keys)
+    lines += [
+        f"{step}. Create the API-key Secret once (clients' comma-separated keys in {spec.keys_env}"
+        + ("; VLLM_API_KEY is only between the gateway and vLLM" if spec.runtime == "vllm" else "")
+        + "; never commit real keys).",
+        "   `secret/api-keys.yaml` only shows its shape, with empty values the servers refuse to start with:",
+        "",
+        "   ```bash",
+        f"   kubectl{n} create secret generic {secret_name(spec)} {literals}",
+        "   ```",
+        "",
+    ]
+    step += 1
+    if any(f.path == "secret/monitor-store.yaml" for f in rendered.files):
+        from llmops_cli.deploy.gateway import STORE_ENV, store_secret_name
+
         lines += [
-            f"{step}. Create the API-key Secret once ({several}; never commit real keys). `secret/api-keys.yaml`",
-            "   only shows its shape, with an empty value the server refuses to start with:",
+            f"{step}. Create the monitor-store Secret once: the PostgreSQL URL every pod logs requests to",
+            "   (`secret/monitor-store.yaml` shows its shape; `llmops monitor` reads the same database):",
             "",
             "   ```bash",
-            f'   kubectl{n} create secret generic {secret_name(spec)} --from-literal={key}="$(openssl rand -hex 24)"',
+            f"   kubectl{n} create secret generic {store_secret_name(spec)} "
+            f"--from-literal={STORE_ENV}='postgresql://USER:PASSWORD@HOST:5432/DB'",
             "   ```",
             "",
         ]
@@ -68,7 +83,12 @@ def kubernetes_readme(spec: DeploymentSpec, package: PackageRef, rendered: Rende
     lines += [f"{step}. Apply: `kubectl apply -f {output}/`", ""]
     step += 1
     if spec.runtime == "kserve":
-        lines += [f"{step}. Check: `kubectl{n} get llminferenceservice {name}` (its status shows the URL).", ""]
+        lines += [f"{step}. Check: `kubectl{n} get llminferenceservice {name}` (ready once vLLM is loaded), then", ""]
+        lines += [
+            f"   `kubectl{n} port-forward service/{name} {spec.port}:{spec.port}` (the llmops gateway) and call",
+            f"   `http://127.0.0.1:{spec.port}/v1/models` with `Authorization: Bearer <key>`.",
+            "",
+        ]
     else:
         lines += [
             f"{step}. Check: `kubectl{n} rollout status deployment/{name}`, then",

@@ -75,6 +75,7 @@ class OpenAIProvider:
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
         concurrency: int | None = None,
+        verify_tls: bool = True,
     ) -> None:
         unset = _UNSET_VAR.search(base_url)
         if unset:  # the config loader leaves ${VAR} as written when the variable is missing
@@ -99,6 +100,7 @@ class OpenAIProvider:
             # for a batch to fill (a gateway forwards each request the moment it arrives).
             self.concurrency = max(1, int(concurrency))
             self.preferred_batch = 1
+        self.verify_tls = verify_tls  # False only for an upstream in the same pod with a self-signed certificate
         self._client: Any = None  # httpx.Client for streaming, made on first use
         self._client_lock = threading.Lock()
 
@@ -243,8 +245,15 @@ class OpenAIProvider:
 
                 timeout = httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
                 limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-                self._client = httpx.Client(timeout=timeout, limits=limits)
+                self._client = httpx.Client(timeout=timeout, limits=limits, verify=self.verify_tls)
             return self._client
+
+    def _tls(self) -> Any:
+        if self.verify_tls or not self.base_url.startswith("https://"):
+            return None
+        import ssl
+
+        return ssl._create_unverified_context()  # asked for explicitly (--no-upstream-verify)
 
     def close(self) -> None:
         with self._client_lock:
@@ -323,7 +332,7 @@ class OpenAIProvider:
     def _post_once(self, payload: bytes, headers: dict[str, str]) -> dict[str, Any] | _Attempt:
         request = urllib.request.Request(self.url, data=payload, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._tls()) as response:
                 raw = response.read()
         except urllib.error.HTTPError as error:
             status, message = error.code, _server_message(error)

@@ -162,6 +162,7 @@ class Upstream:
             timeout_s=options.upstream_timeout_s,
             max_retries=0,  # a gateway does not multiply load on a struggling upstream; clients retry
             concurrency=options.max_concurrency,
+            verify_tls=options.upstream_verify,
         )
 
     def close(self) -> None:
