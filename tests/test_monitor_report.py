@@ -31,6 +31,8 @@ from llmops_cli.monitor.report import MonitorOptions, build_report
 from llmops_cli.monitor.windows import OpsRow, TimeWindow, ops_stats
 from llmops_cli.text import format_number, plural
 
+from .pg import pg_url  # noqa: F401 (a fixture: a fresh database on the test PostgreSQL server)
+
 NOW = time.time()
 DIM = 16
 
@@ -105,8 +107,14 @@ def reference_project(project: Path, n: int) -> None:
 # --- 1. served vs rejected ---------------------------------------------------------------------
 
 
-def test_rejected_junk_does_not_hide_slow_served_requests(project: Path) -> None:
-    set_monitor(project, {"alerts": {"latency_ms.p95": "> 2000", "error_rate": "> 0.05"}})
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_setting(request: pytest.FixtureRequest) -> dict[str, str]:
+    """``monitor.store`` for each backend: the default SQLite file, or a fresh PostgreSQL database."""
+    return {} if request.param == "sqlite" else {"store": str(request.getfixturevalue("pg_url"))}
+
+
+def test_rejected_junk_does_not_hide_slow_served_requests(project: Path, store_setting: dict[str, str]) -> None:
+    set_monitor(project, {**store_setting, "alerts": {"latency_ms.p95": "> 2000", "error_rate": "> 0.05"}})
     junk_and_slow(project)
     report = build_report(load_config(project), MonitorOptions(drift=False, continuous_eval=False))
     ops, metrics = report.ops, report.metrics()
