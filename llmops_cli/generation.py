@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -10,7 +11,12 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Decoding settings. ``temperature == 0`` means greedy decoding."""
+    """Decoding settings. ``temperature == 0`` means greedy decoding.
+
+    ``truncate_prompt_tokens``: keep only the last N tokens of the rendered prompt (vLLM's meaning);
+    -1 keeps as many as leave room for ``max_new_tokens`` in the model's context. Unset, a prompt
+    longer than the context is an error (:class:`~llmops_cli.errors.UsageError`).
+    """
 
     temperature: float = 0.0
     max_new_tokens: int = 128
@@ -19,6 +25,7 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     repetition_penalty: float | None = None
+    truncate_prompt_tokens: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> GenerationParams:
@@ -42,8 +49,44 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class GenerationRequest:
+    """One prompt to answer. ``cancel``, when given and set, asks the provider to stop this request
+    at its next token (its caller left); providers that cannot stop early simply finish."""
+
     messages: tuple[Message, ...]
     params: GenerationParams = field(default_factory=GenerationParams)
+    cancel: threading.Event | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+
+def fit_prompt(tokens: list[int], params: GenerationParams, window: int | None, model: str) -> list[int]:
+    """``tokens`` cut as ``params.truncate_prompt_tokens`` asks, checked against the context ``window``.
+
+    Raises a UsageError (a 400 in the server) naming both numbers when the prompt leaves no room
+    for even one generated token.
+    """
+    from llmops_cli.errors import UsageError
+
+    keep = params.truncate_prompt_tokens
+    if keep is not None and window is not None and keep < 0:
+        keep = window - params.max_new_tokens
+        if keep < 1:
+            raise UsageError(
+                f"max_tokens {params.max_new_tokens} leaves no room for a prompt in the {window}-token "
+                f"context of model '{model}'.",
+                hint="Ask for fewer max_tokens.",
+            )
+    if keep is not None and keep > 0 and len(tokens) > keep:
+        tokens = tokens[-keep:]
+    if window is not None and len(tokens) >= window:
+        raise UsageError(
+            f"The prompt is {len(tokens)} tokens; model '{model}' has a {window}-token context window "
+            "(and needs room for at least one generated token).",
+            hint="Shorten the prompt, or set truncate_prompt_tokens (e.g. -1) to keep only its last tokens.",
+        )
+    return tokens
 
 
 @dataclass

@@ -18,7 +18,15 @@ a ``concurrency`` attribute and a ``preferred_batch`` size: the dispatcher then 
 the next waiting request over the moment a call returns (continuous admission, no batch barrier).
 
 Admission is bounded: with ``max_pending`` requests already queued, ``generate`` raises
-:class:`Overloaded` at once, so a server answers 429 instead of queueing without limit.
+:class:`Overloaded` at once, so a server answers 429 instead of queueing without limit. A call
+with more requests than ``max_pending`` could never be admitted: it is a UsageError (400), not 429.
+
+One request never fails its batch-mates: each request is first checked on its own (the inner
+provider's ``check(request)``, e.g. its prompt against the context window), and when a batch of
+several raises anyway, its requests are run again one by one so only the bad one gets the error.
+
+A request whose ``cancel`` event is set (its client left) is taken out of the queue if it has not
+started; one already in a batch is stopped by the inner provider at its next token.
 """
 
 from __future__ import annotations
@@ -29,12 +37,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from llmops_cli.errors import UnavailableError
+from llmops_cli.errors import LlmopsError, UnavailableError, UsageError
 from llmops_cli.generation import GenerationRequest, GenerationResult, Provider
 
 
 class Overloaded(UnavailableError):
     """Too many requests are already waiting for the model; retry later."""
+
+
+class Cancelled(LlmopsError):
+    """The request was cancelled (its caller left) before it was generated."""
+
+
+CANCEL_POLL_S = 0.1  # how often a waiting caller looks at its cancel flags
 
 
 @dataclass
@@ -99,6 +114,16 @@ class BatchingProvider:
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         if not requests:
             return []
+        if len(requests) > self.max_pending:
+            raise UsageError(
+                f"{len(requests)} generations in one request, but '{self.name}' takes at most "
+                f"{self.max_pending} at once, so it could never be admitted.",
+                hint="Send fewer prompts (or a smaller n) per request, or raise the server's max_concurrency.",
+            )
+        check = getattr(self.inner, "check", None)
+        if callable(check):
+            for request in requests:  # in the caller's thread, before anything is queued
+                check(request)
         call = _Call(len(requests))
         items = [_Pending(r, call) for r in requests]
         with self._cond:
@@ -114,12 +139,28 @@ class BatchingProvider:
             self._queue.extend(items)
             self._waiting_clients += 1
             self._cond.notify_all()
+        cancellable = any(item.request.cancel is not None for item in items)
         for item in items:
-            item.done.wait()
+            while not item.done.wait(CANCEL_POLL_S if cancellable else None):
+                if item.request.cancelled:
+                    self._withdraw(item)
         for item in items:
             if item.error is not None:
                 raise item.error
         return [item.result for item in items if item.result is not None]
+
+    def _withdraw(self, item: _Pending) -> None:
+        """Take a cancelled request out of the queue (no-op once a batch has it)."""
+        with self._cond:
+            if item not in self._queue:
+                return
+            self._queue.remove(item)
+            item.error = Cancelled("The request was cancelled before it was generated.")
+            item.call.remaining -= 1
+            if item.call.remaining == 0:
+                self._waiting_clients -= 1
+            self._cond.notify_all()
+        item.done.set()
 
     def close(self) -> None:
         with self._cond:
@@ -171,12 +212,7 @@ class BatchingProvider:
         with self._cond:
             self.batches += 1
         try:
-            results = self.inner.generate([item.request for item in batch])
-            for item, result in zip(batch, results, strict=True):
-                item.result = result
-        except BaseException as error:  # delivered to every caller of this batch; the thread lives on
-            for item in batch:
-                item.error = error
+            self._answer(batch)
         finally:
             # The callers stop counting as waiting here, under the lock, not when their threads
             # wake up: otherwise the next batch would leave early, before they could submit again.
@@ -187,3 +223,24 @@ class BatchingProvider:
                         self._waiting_clients -= 1
             for item in batch:
                 item.done.set()
+
+    def _answer(self, batch: list[_Pending]) -> None:
+        """Results (or errors) for ``batch``; a failing batch of several is retried one by one."""
+        try:
+            results = self.inner.generate([item.request for item in batch])
+            for item, result in zip(batch, results, strict=True):
+                item.result = result
+            return
+        except BaseException as error:  # delivered to its callers; the thread lives on
+            if len(batch) == 1 or not isinstance(error, Exception):
+                for item in batch:
+                    item.error = error
+                return
+        for item in batch:  # which request was it? each alone, so the others still get answers
+            if item.request.cancelled:
+                item.error = Cancelled("The request was cancelled before it was generated.")
+                continue
+            try:
+                (item.result,) = self.inner.generate([item.request])
+            except Exception as error:
+                item.error = error

@@ -13,8 +13,13 @@ block is evaluated once per slot, not once per request.
 
 Prompts are rendered with the model's chat template (the ``chat_template:`` override, else the one in
 the GGUF's metadata) by llama-cpp-python's Jinja2 formatter, which follows transformers' rendering.
-Greedy decoding at temperature 0; sampling is seeded per request when a seed is given. Stop strings
+Greedy decoding at temperature 0; sampling is seeded per request when a seed is given (llama.cpp's
+seed is 32-bit: the seed modulo 2**32 - 1, since 2**32 - 1 itself means "random"). Stop strings
 are cut by llama.cpp (a stop string is never streamed out in part).
+
+The context window is the slots' ``n_ctx``: :meth:`LlamaCppProvider.check` refuses a prompt that does
+not fit (or cuts it, when the request sets ``truncate_prompt_tokens``), and llama.cpp stops
+generating when the context is full. A request whose ``cancel`` event is set stops at its next token.
 """
 
 from __future__ import annotations
@@ -31,13 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 from llmops_cli.engines import llama_cpp as engine
 from llmops_cli.errors import UsageError
-from llmops_cli.generation import GenerationParams, GenerationRequest, GenerationResult, Message
+from llmops_cli.generation import GenerationParams, GenerationRequest, GenerationResult, Message, fit_prompt
 from llmops_cli.providers.common import ProgressCallback, check_messages, transcript
 
 if TYPE_CHECKING:
     from llmops_cli.config.model import ModelSpec
 
 DEFAULT_CONTEXT = 4096  # tokens per slot unless max_context says otherwise (capped by the model's own)
+SEED_MODULUS = 2**32 - 1  # llama.cpp seeds are uint32 and 0xFFFFFFFF means "pick one at random"
 
 
 @dataclass
@@ -136,8 +142,13 @@ class LlamaCppProvider:
                 self._free = list(slots)
             self._ready = True
 
+    @property
+    def window(self) -> int:
+        """Tokens per slot context (what a prompt plus its answer must fit in)."""
+        return int(self.context or min(DEFAULT_CONTEXT, _trained_context(self._vocab) or DEFAULT_CONTEXT))
+
     def _new_context(self) -> Any:
-        n_ctx = int(self.context or min(DEFAULT_CONTEXT, _trained_context(self._vocab) or DEFAULT_CONTEXT))
+        n_ctx = self.window
         kwargs: dict[str, Any] = {"n_ctx": n_ctx, "n_threads": self.threads, "n_threads_batch": self.batch_threads}
         if self.lora_file is not None:
             kwargs["lora_path"] = str(self.lora_file)
@@ -195,7 +206,7 @@ class LlamaCppProvider:
         self.load()
         prompts = [self.render(r.messages) for r in requests]
         if len(requests) == 1:
-            results = [self._complete(prompts[0], requests[0].params)]
+            results = [self._complete(prompts[0], requests[0])]
             if progress is not None:
                 progress(1, 1)
             return results
@@ -204,7 +215,7 @@ class LlamaCppProvider:
 
         def run(index: int) -> GenerationResult:
             nonlocal done
-            result = self._complete(prompts[index], requests[index].params)
+            result = self._complete(prompts[index], requests[index])
             if progress is not None:
                 with done_lock:
                     done += 1
@@ -213,6 +224,14 @@ class LlamaCppProvider:
 
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(requests)), thread_name_prefix="llama-slot") as pool:
             return list(pool.map(run, range(len(requests))))
+
+    def check(self, request: GenerationRequest) -> None:
+        """Raise the UsageError ``generate`` would raise for this request alone (prompt too long...)."""
+        self.load()
+        prompt = self.render(request.messages)
+        with self._free_cond:  # the vocab model is shared; tokenizing happens under this lock elsewhere too
+            tokens = self._vocab.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        fit_prompt(tokens, request.params, self.window, self.name)
 
     def stream(
         self, request: GenerationRequest, cancel: threading.Event | None = None
@@ -226,7 +245,7 @@ class LlamaCppProvider:
         params = request.params
         started = time.perf_counter()
         text, finish = "", "stop"
-        with self._slot(prompt) as (slot, tokens):
+        with self._slot(prompt, params) as (slot, tokens):
             pieces = slot.llm.create_completion(tokens, stream=True, **_sampling(params))
             try:
                 for chunk in pieces:
@@ -253,9 +272,20 @@ class LlamaCppProvider:
             model=self.name,
         )
 
-    def _complete(self, prompt: str, params: GenerationParams) -> GenerationResult:
+    def _complete(self, prompt: str, request: GenerationRequest) -> GenerationResult:
+        if request.cancel is not None:  # stoppable: decode token by token, watching the cancel flag
+            pieces = self.stream(request, request.cancel)
+            while True:
+                try:
+                    next(pieces)
+                except StopIteration as done:
+                    result: GenerationResult = done.value
+                    if result.finish_reason not in ("stop", "length"):
+                        result.finish_reason = "stop"
+                    return result
+        params = request.params
         started = time.perf_counter()
-        with self._slot(prompt) as (slot, tokens):
+        with self._slot(prompt, params) as (slot, tokens):
             try:
                 out = slot.llm.create_completion(tokens, **_sampling(params))
             finally:
@@ -272,21 +302,18 @@ class LlamaCppProvider:
         )
 
     @contextlib.contextmanager
-    def _slot(self, prompt: str) -> Iterator[tuple[_Slot, list[int]]]:
-        """A free slot for ``prompt`` (the one whose cache shares the longest prefix) and its tokens."""
+    def _slot(self, prompt: str, params: GenerationParams) -> Iterator[tuple[_Slot, list[int]]]:
+        """A free slot for ``prompt`` (the one whose cache shares the longest prefix) and its tokens
+        (cut as ``params`` asks; a UsageError when they do not fit the slot's context)."""
+        with self._free_cond:
+            tokens = self._vocab.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        tokens = fit_prompt(tokens, params, self.window, self.name)
         with self._free_cond:
             while not self._free:
                 self._free_cond.wait()
-            tokens = self._vocab.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
             best = max(range(len(self._free)), key=lambda i: _common_prefix(self._free[i].tokens, tokens))
             slot = self._free.pop(best)
         try:
-            n_ctx = slot.llm.n_ctx()
-            if len(tokens) >= n_ctx:
-                raise UsageError(
-                    f"The prompt is {len(tokens)} tokens; model '{self.spec.name}' runs with a {n_ctx}-token context.",
-                    hint="Shorten the prompt (fewer retrieved chunks or examples) or raise max_context.",
-                )
             yield slot, tokens
         except BaseException:
             slot.tokens = []  # the cache is in an unknown state after an error
@@ -313,7 +340,7 @@ def _sampling(params: GenerationParams) -> dict[str, Any]:
         "repeat_penalty": float(params.repetition_penalty or 1.0),
     }
     if params.temperature > 0 and params.seed is not None:
-        sampling["seed"] = int(params.seed)
+        sampling["seed"] = int(params.seed) % SEED_MODULUS
     return sampling
 
 

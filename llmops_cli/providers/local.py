@@ -4,6 +4,12 @@ Requests are rendered with the tokenizer's chat template, grouped by identical d
 sorted by prompt length and run ``batch_size`` at a time through one left-padded ``generate`` call.
 The model loads on the first ``generate`` (or :meth:`LocalProvider.load`) and stays loaded.
 torch, transformers and peft are imported inside functions only.
+
+The context window is the model config's ``max_position_embeddings`` (``max_context:`` on the model
+entry lowers it). :meth:`LocalProvider.check` refuses a prompt that does not fit (batchers call it
+per request before batching); ``generate`` cuts a prompt as ``truncate_prompt_tokens`` asks and
+never generates past the window. A request whose ``cancel`` event is set stops at its next token
+(its row of the batch ends; the other rows go on).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UnavailableError, UsageError, require
-from llmops_cli.generation import GenerationParams, GenerationRequest, GenerationResult, Message
+from llmops_cli.generation import GenerationParams, GenerationRequest, GenerationResult, Message, fit_prompt
 from llmops_cli.providers.common import ProgressCallback, check_messages, find_stop, plan_batches, transcript
 
 if TYPE_CHECKING:
@@ -56,6 +62,7 @@ class _Loaded:
     tokenizer: Any = None
     defaults: dict[str, Any] = field(default_factory=dict)  # sampling defaults lifted off the checkpoint
     eos_ids: frozenset[int] = frozenset()
+    window: int | None = None  # context window in tokens (None: unknown, unchecked)
 
 
 class LocalProvider:
@@ -105,6 +112,8 @@ class LocalProvider:
 
     def load(self) -> None:
         """Load the model now (servers warm up at start); later calls are free."""
+        if self._loaded.model is not None:  # no lock: a running batch holds it for its whole length
+            return
         with self._loaded.lock:
             if self._loaded.model is None:
                 self._load()
@@ -128,6 +137,24 @@ class LocalProvider:
             ) from error
         return str(text)
 
+    @property
+    def window(self) -> int | None:
+        """The model's context window in tokens (loads the model)."""
+        self.load()
+        return self._loaded.window
+
+    def encode(self, request: GenerationRequest) -> list[int]:
+        """The prompt token ids of ``request``, cut as it asks; UsageError when they do not fit the window."""
+        tokenizer = self.tokenizer()
+        uses_template = bool(getattr(tokenizer, "chat_template", None))
+        # A rendered template already holds BOS; adding special tokens again would double it.
+        ids = tokenizer(self.render(request.messages), add_special_tokens=not uses_template)["input_ids"]
+        return fit_prompt(list(ids), request.params, self._loaded.window, self.name)
+
+    def check(self, request: GenerationRequest) -> None:
+        """Raise the UsageError ``generate`` would raise for this request alone (prompt too long...)."""
+        self.encode(request)
+
     def generate(
         self, requests: list[GenerationRequest], *, progress: ProgressCallback | None = None
     ) -> list[GenerationResult]:
@@ -137,14 +164,11 @@ class LocalProvider:
         import torch
 
         with self._loaded.lock, torch.inference_mode():
-            tokenizer = self.tokenizer()
-            uses_template = bool(getattr(tokenizer, "chat_template", None))
-            prompts = [self.render(r.messages) for r in requests]
-            # A rendered template already holds BOS; adding special tokens again would double it.
-            encoded = tokenizer(prompts, add_special_tokens=not uses_template)["input_ids"]
+            encoded = [self.encode(r) for r in requests]
             results: dict[int, GenerationResult] = {}
             for batch in plan_batches(requests, [len(ids) for ids in encoded], self.batch_size):
-                outputs = self._run_batch([encoded[i] for i in batch], requests[batch[0]].params)
+                rows = [requests[i] for i in batch]
+                outputs = self._run_batch([encoded[i] for i in batch], rows[0].params, rows)
                 results.update(zip(batch, outputs, strict=True))
                 if progress is not None:
                     progress(len(results), len(requests))
@@ -188,15 +212,25 @@ class LocalProvider:
         loaded.defaults = _lift_sampling_defaults(model.generation_config)
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         loaded.eos_ids = _eos_ids(model.generation_config.eos_token_id, tokenizer.eos_token_id)
+        loaded.window = _context_window(model, self.spec)
         loaded.model, loaded.tokenizer = model, tokenizer
 
-    def _run_batch(self, prompts: list[list[int]], params: GenerationParams) -> list[GenerationResult]:
+    def _run_batch(
+        self, prompts: list[list[int]], params: GenerationParams, rows: Sequence[GenerationRequest] = ()
+    ) -> list[GenerationResult]:
         import torch
 
         model, tokenizer = self._loaded.model, self._loaded.tokenizer
         batch = tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(model.device)
+        width = batch["input_ids"].shape[1]
+        window = self._loaded.window
+        if window is not None and width + params.max_new_tokens > window:  # never past the window
+            params = params.merged({"max_new_tokens": max(1, window - width)})
         config = self._generation_config(params)
         extra: dict[str, Any] = {"tokenizer": tokenizer} if params.stop else {}
+        cancels = [r.cancel for r in rows]
+        if any(c is not None for c in cancels):
+            extra["stopping_criteria"] = _cancel_criteria(cancels)
         started = time.perf_counter()
         if params.temperature > 0 and params.seed is not None:
             devices = [model.device.index or 0] if model.device.type == "cuda" else []
@@ -207,7 +241,6 @@ class LocalProvider:
         else:
             output = model.generate(**batch, generation_config=config, **extra)
         latency_ms = (time.perf_counter() - started) * 1000
-        width = batch["input_ids"].shape[1]
         return [
             self._result(output[row, width:].tolist(), len(prompt), params, latency_ms)
             for row, prompt in enumerate(prompts)
@@ -258,6 +291,30 @@ class LocalProvider:
             finish_reason=finish,
             model=self.name,
         )
+
+
+def _cancel_criteria(cancels: Sequence[Any]) -> Any:
+    """A stopping criterion that ends each row whose cancel event is set (the others go on)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class RowsCancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            done = [c is not None and c.is_set() for c in cancels]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([RowsCancelled()])
+
+
+def _context_window(model: Any, spec: ModelSpec) -> int | None:
+    """``max_position_embeddings`` of the model's config, lowered by ``max_context:`` on the entry."""
+    config = getattr(model, "config", None)
+    value = getattr(config, "max_position_embeddings", None)
+    if value is None:  # multimodal configs keep it on their text config
+        value = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
+    limit = spec.raw.get("max_context")
+    candidates = [int(v) for v in (value, limit) if isinstance(v, int) and v > 0]
+    return min(candidates) if candidates else None
 
 
 def _tokens_until_stop(tokenizer: Any, tokens: list[int], stops: Sequence[str]) -> int:

@@ -25,7 +25,8 @@ from llmops_cli.serve.catalog import ModelCatalog, ProviderFactory
 from llmops_cli.serve.errors import ApiError, from_llmops_error
 from llmops_cli.serve.gate import Gate
 from llmops_cli.serve.options import ServeOptions, resolve_device
-from llmops_cli.serve.routes import router
+from llmops_cli.serve.routes import router, stop_generations
+from llmops_cli.serve.schemas import UNENCODABLE
 from llmops_cli.serve.state import SCOPE_KEY, ServerState
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ def create_app(
         try:
             yield
         finally:
+            await stop_generations(app, state)  # cancel what still runs; its requests get logged first
             state.close()
 
     app = FastAPI(
@@ -147,6 +149,11 @@ def _validation_answer(error: RequestValidationError) -> ApiError:
     problems = list(error.errors())
     if any(p.get("type") == "json_invalid" for p in problems):
         return ApiError(400, "The request body is not valid JSON.", code="invalid_json")
+    unencodable = next((p for p in problems if p.get("type") == UNENCODABLE), None)
+    if unencodable is not None:  # valid JSON, but no tokenizer, answer or log can take it: 400
+        loc = [str(x) for x in unencodable.get("loc", ()) if x != "body" and x != "str" and "[" not in str(x)]
+        where = ".".join(loc) or "body"
+        return ApiError(400, f"Invalid text in {where}: {unencodable.get('msg')}.", param=where, code="invalid_text")
     if any(p.get("type") == "model_attributes_type" and tuple(p.get("loc", ())) == ("body",) for p in problems):
         return ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     parts = []

@@ -7,7 +7,14 @@ In order, for each request:
 3. a declared ``Content-Length`` above the limit is answered 413 before the body is read; a body
    without one is counted as it arrives and stopped with a 413 once it passes the limit;
 4. the app runs; an exception that escapes it becomes a 500 in OpenAI's shape, never a dead server;
-5. metrics are updated and, for ``/v1/...`` paths, the request is queued for the monitor store.
+5. metrics are updated and, for ``/v1/...`` routes, the request is queued for the monitor store.
+
+Metric labels and log rows name the route template (``/v1/models/{model_id}``), never the raw path:
+every path that matches no route shares the label ``unmatched`` and is not logged, so random paths
+(authenticated or not) cannot grow ``/metrics`` or the store with per-path values.
+
+A request whose task is cancelled (uvicorn's graceful shutdown ran out of time) is answered 503 if
+nothing was sent yet, logged once as 503 with why, and ends quietly (no traceback in the log).
 
 A pure ASGI middleware (not Starlette's ``BaseHTTPMiddleware``), so streamed answers pass through
 chunk by chunk and the request is logged when its last chunk has gone.
@@ -15,8 +22,11 @@ chunk by chunk and the request is logged when its last chunk has gone.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +44,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmops.serve")
 OPEN_PATHS = frozenset({"/health", "/ready"})
 LOGGED_PREFIX = "/v1/"
+UNMATCHED = "unmatched"  # the one label (and no log row) for every path no route matches
+SHUTDOWN_STATUS = 503
+SHUTDOWN_MESSAGE = "The server shut down before the answer was finished."
+_CONVERTOR = re.compile(r"\{(\w+):\w+\}")  # "{model_id:path}" -> "{model_id}"
 
 
 class Gate:
@@ -41,6 +55,7 @@ class Gate:
         self.app = app
         self.state = state
         self.routes = routes
+        self._leaves: list[Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,11 +93,17 @@ class Gate:
             info.error = f"{type(error).__name__}: {error}"
             if not response_started:
                 await _send_error(send_with_id, ApiError(500, "Internal server error.", type="server_error"))
+        except asyncio.CancelledError:  # only a shutdown cancels a request's task (see the module doc)
+            info.status, info.error = SHUTDOWN_STATUS, SHUTDOWN_MESSAGE
+            if not response_started:
+                with contextlib.suppress(Exception):
+                    await _send_error(send_with_id, ApiError(SHUTDOWN_STATUS, SHUTDOWN_MESSAGE, type="server_error"))
+            status = SHUTDOWN_STATUS
         finally:
             seconds = time.perf_counter() - started
             state.metrics.finished(info.endpoint, status, seconds)
             state.metrics.add_tokens(info.prompt_tokens, info.completion_tokens)
-            if scope["path"].startswith(LOGGED_PREFIX):
+            if info.endpoint.startswith(LOGGED_PREFIX):  # a route template; "unmatched" is never logged
                 self._log(info, status, seconds * 1000)
 
     def _refusal(self, scope: Scope) -> ApiError | None:
@@ -102,11 +123,14 @@ class Gate:
 
     def _endpoint(self, scope: Scope) -> str:
         """The route template (``/v1/chains/{name}/invoke``), so metrics have few label values."""
-        for route in self.routes:
+        if self._leaves is None:  # on the first request: every route is registered by then
+            self._leaves = _leaf_routes(self.routes)
+        for route in self._leaves:
             match, _ = route.matches(scope)
             if match == Match.FULL:
-                return str(getattr(route, "path", scope["path"]))
-        return "unmatched"
+                path = getattr(route, "path", None)
+                return _CONVERTOR.sub(r"{\1}", path) if isinstance(path, str) else UNMATCHED
+        return UNMATCHED
 
     def _log(self, info: RequestInfo, status: int, latency_ms: float) -> None:
         state = self.state
@@ -114,6 +138,19 @@ class Gate:
             state.store.log_request(info.record(status, latency_ms, state.provenance, state.redactor))
         except Exception:  # the request log must never break serving
             log.exception("could not log request %s to the monitor store", info.id)
+
+
+def _leaf_routes(routes: list[Any]) -> list[Any]:
+    """The routes with a path of their own: FastAPI >= 0.16x wraps an included router in one
+    route object (``original_router``) whose ``matches`` says FULL for any of its paths."""
+    leaves: list[Any] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None and isinstance(getattr(inner, "routes", None), list):
+            leaves += _leaf_routes(inner.routes)  # llmops includes its router without a prefix
+        else:
+            leaves.append(route)
+    return leaves
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

@@ -60,6 +60,11 @@ class Metrics:
             self._requests[key] = self._requests.get(key, 0) + 1
             self._latency.setdefault(endpoint, _Histogram()).observe(seconds)
 
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
     def add_tokens(self, prompt: int, completion: int) -> None:
         with self._lock:
             self._tokens["prompt"] += max(0, prompt)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -22,7 +24,11 @@ from llmops_cli.serve.state import SCOPE_KEY, RequestInfo, ServerState
 from llmops_cli.serve.streaming import TextStream
 
 router = APIRouter()
-CLIENT_CLOSED = 499  # logged (never sent) for streams the client abandoned
+CLIENT_CLOSED = 499  # logged (never sent) for requests the client abandoned
+CLIENT_LEFT = "The client closed the connection before the answer was ready; its generation was cancelled."
+DISCONNECT_POLL_S = 0.1  # how often a non-streaming request checks that its client is still there
+DRAIN_S = 10.0  # at shutdown, how long cancelled requests get to answer and be logged
+_GENERATIONS = "llmops_generations"  # app.state attribute: cancel events of generations in flight
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering of SSE
 
 
@@ -48,7 +54,8 @@ async def health() -> dict[str, str]:
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
     """Readiness: 200 once the default model is loaded, 503 while loading (or when loading failed).
-    A gateway is ready while its upstream answers GET /v1/models."""
+    A gateway is ready while its upstream answers GET /v1/models. 503 too while the monitor store
+    cannot be written (``store_error`` says why)."""
     catalog = _state(request).catalog
     if catalog.upstream is not None:
         await _state(request).run(catalog.check_ready)
@@ -56,6 +63,10 @@ async def ready(request: Request) -> JSONResponse:
     body: dict[str, Any] = {"status": readiness.state, "model": catalog.default.id, "device": catalog.device}
     if readiness.error:
         body["error"] = readiness.error
+    store = _state(request).store
+    if not store.healthy:  # requests would go unlogged: take this replica out of the load balancer
+        body["status"], body["store_error"] = "store_unavailable", store.last_error
+        return JSONResponse(body, status_code=503)
     return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
 
@@ -99,8 +110,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     if body.stream:
         stream = TextStream(provider, requests[0])
         return await _stream(state, info, stream, "chat", model, body.include_usage)
-    async with state.admitted_slot():
-        results = await state.run(provider.generate, requests)
+    results = await _generate(state, request, provider, requests, param="n")
     _account(info, results, prompts=1)
     return JSONResponse(fmt.chat_completion(info.id, model, int(time.time()), results))
 
@@ -124,10 +134,86 @@ async def completions(body: CompletionRequest, request: Request) -> JSONResponse
     if body.stream:
         stream = TextStream(provider, requests[0])
         return await _stream(state, info, stream, "text", model, body.include_usage)
-    async with state.admitted_slot():
-        results = await state.run(provider.generate, requests)
+    results = await _generate(state, request, provider, requests, param="prompt")
     _account(info, results, prompts=len(prompts))
     return JSONResponse(fmt.text_completion(info.id, model, int(time.time()), results, len(prompts)))
+
+
+async def _generate(
+    state: ServerState, request: Request, provider: Any, requests: list[GenerationRequest], *, param: str
+) -> list[GenerationResult]:
+    """``provider.generate(requests)`` in a worker thread, cancelled when the client goes away.
+
+    The generation runs under one cancel event: set when the client disconnects (polled every
+    ``DISCONNECT_POLL_S``; then a 499 is logged), when this task is cancelled, or at shutdown
+    (:func:`stop_generations`). Providers stop a cancelled request at its next token.
+    """
+    import anyio
+
+    limit = state.options.max_concurrency
+    if len(requests) > limit:  # could never be admitted: 400, not a 429 that no retry can cure
+        raise ApiError(
+            400,
+            f"This request asks for {len(requests)} generations (prompts x n); this server runs at most "
+            f"{limit} at once (--max-concurrency). Split it into smaller requests.",
+            param=param,
+            code="too_many_generations",
+        )
+    cancel = threading.Event()
+    requests = [dataclasses.replace(r, cancel=cancel) for r in requests]
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        try:
+            while not await request.is_disconnected():
+                await anyio.sleep(DISCONNECT_POLL_S)
+            left = True
+        finally:
+            cancel.set()  # also when cancelled itself: the generation must not outlive its request
+
+    results: list[GenerationResult] = []
+    failure: Exception | None = None
+    running = _generations(request)
+    running.add(cancel)
+    try:
+        async with state.admitted_slot(), anyio.create_task_group() as group:
+            group.start_soon(watch)
+            try:
+                results = await state.run(provider.generate, requests)
+            except Exception as error:  # raised below, outside the task group (which would wrap it)
+                failure = error
+            finally:
+                group.cancel_scope.cancel()
+    finally:
+        running.discard(cancel)
+    if left:
+        raise ApiError(CLIENT_CLOSED, CLIENT_LEFT, type="client_closed", code="client_closed")
+    if failure is not None:
+        raise failure
+    return results
+
+
+def _generations(request: Request) -> set[threading.Event]:
+    """The cancel events of this app's generations in flight (what shutdown cancels)."""
+    app_state = request.app.state
+    running: set[threading.Event] | None = getattr(app_state, _GENERATIONS, None)
+    if running is None:
+        running = set()
+        setattr(app_state, _GENERATIONS, running)
+    return running
+
+
+async def stop_generations(app: Any, state: ServerState, timeout_s: float = DRAIN_S) -> None:
+    """At shutdown: cancel the generations still running and wait (at most ``timeout_s``) until
+    their requests have answered and been logged, so the store is closed after their rows."""
+    import anyio
+
+    for cancel in list(getattr(app.state, _GENERATIONS, ())):
+        cancel.set()
+    deadline = time.monotonic() + timeout_s
+    while state.metrics.in_flight > 0 and time.monotonic() < deadline:
+        await anyio.sleep(0.02)
 
 
 def _describe(
@@ -317,18 +403,27 @@ async def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
     state, info = _state(request), _info(request)
     body.check()
     info.meta["feedback_for"] = body.request_id
-    if not await state.run(_known_request, state, body.request_id):
+    from llmops_cli.monitor.store import StoreError
+
+    try:
+        known = await state.run(_known_request, state, body.request_id)
+        if known:
+            comment = state.redactor.text(body.comment) if state.redactor else body.comment
+            add = functools.partial(state.store.add_feedback, body.request_id, score=body.score, label=body.label)
+            feedback_id = await state.run(functools.partial(add, comment=comment))
+    except StoreError as error:  # the store is down: say so now rather than hang or answer 500
+        raise ApiError(
+            503, f"Feedback cannot be recorded now: {error}", type="server_error", code="store_unavailable"
+        ) from error
+    if not known:
         raise ApiError(
             404, f"No request with id '{body.request_id}' was logged here.", type="not_found_error", code="not_found"
         )
-    comment = state.redactor.text(body.comment) if state.redactor else body.comment
-    add = functools.partial(state.store.add_feedback, body.request_id, score=body.score, label=body.label)
-    feedback_id = await state.run(functools.partial(add, comment=comment))
     return {"id": feedback_id, "object": "feedback", "request_id": body.request_id, "created": int(time.time())}
 
 
 def _known_request(state: ServerState, request_id: str) -> bool:
-    state.store.flush()  # the request may still sit in the writer's queue
+    state.store.flush(10)  # the request may still sit in the writer's queue (bounded: a broken store answers 503)
     return state.store.has_request(request_id)
 
 

@@ -6,13 +6,20 @@ image parts) is refused with a 400 rather than silently dropped.
 
 Differences from OpenAI, on purpose: without ``temperature`` decoding is greedy (deterministic, the
 better default for small local models), and ``max_tokens`` defaults to 256 for chat.
+
+Every value is checked before it reaches a model or the request log (the limits below, listed in
+the README's "Limits" table): text must be encodable as UTF-8 (JSON allows a lone surrogate escape
+such as ``"\ud800"``, which no tokenizer, response or database can take), numbers finite, sampling
+values in ranges where the model's arithmetic stays finite, stop strings few and short (transformers
+builds a table of vocabulary x stop-string length for each set of stop strings).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from llmops_cli.generation import GenerationParams, GenerationRequest, Message
 from llmops_cli.serve.errors import ApiError
@@ -20,11 +27,58 @@ from llmops_cli.serve.errors import ApiError
 CHAT_DEFAULT_MAX_TOKENS = 256
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 MAX_CHOICES = 8
-MAX_STOPS = 4
+MAX_STOPS = 4  # as OpenAI
+MAX_STOP_CHARS = (
+    64  # transformers' stop table: 64 chars ~53 MB and 0.6 s per new stop set (SmolLM2), 1024: 0.8 GB, 11 s
+)
+MIN_TEMPERATURE = 0.01  # below it logits / temperature overflow to inf (1e-300 did); 0 means greedy
+MAX_TEMPERATURE = 2.0
+MAX_TOP_K = 100_000
+MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 0.01, 10.0
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit value; llama.cpp uses the seed modulo 2**32 - 1
+UNENCODABLE = "unencodable_text"  # the pydantic error type the app answers with 400
+
+
+def encodable(value: str) -> str:
+    """``value`` when it can be encoded as UTF-8; else a validation error (a lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise PydanticCustomError(
+            UNENCODABLE,
+            "text cannot be encoded as UTF-8 (a lone surrogate such as \\ud800 at character {position})",
+            {"position": error.start},
+        ) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(encodable)]
+
+
+def unencodable_path(value: Any, path: str = "") -> str | None:
+    """Where in a JSON value (keys included) a string cannot be encoded as UTF-8, else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "value"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            found = unencodable_path(str(key), where) or unencodable_path(item, where)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = unencodable_path(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     def unsupported(self, *names: str) -> None:
         """400 when any of these (extra) fields is set to something other than off/empty."""
@@ -37,15 +91,15 @@ class _Lenient(BaseModel):
 
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
+    type: Text
+    text: Text | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
+    content: Text | list[ContentPart] | None = None
+    name: Text | None = None
 
     def as_message(self, index: int) -> Message:
         role = "system" if self.role == "developer" else self.role  # OpenAI's newer name for system
@@ -72,20 +126,24 @@ class StreamOptions(BaseModel):
 
 
 class _Sampling(_Lenient):
-    model: str | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
+    model: Text | None = None
+    temperature: float | None = Field(None, ge=0, le=MAX_TEMPERATURE)
     top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0)  # vLLM-style extension
-    repetition_penalty: float | None = Field(None, gt=0)  # vLLM-style extension
+    top_k: int | None = Field(None, ge=0, le=MAX_TOP_K)  # vLLM-style extension
+    repetition_penalty: float | None = Field(
+        None, ge=MIN_REPETITION_PENALTY, le=MAX_REPETITION_PENALTY
+    )  # vLLM-style extension
     max_tokens: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: Text | list[Text] | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     n: int = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    user: str | None = None
+    user: Text | None = Field(None, max_length=256)
+    # vLLM's field: keep only the last N prompt tokens (-1: as many as leave room for max_tokens).
+    truncate_prompt_tokens: int | None = Field(None, ge=-1)
 
     @field_validator("stop")
     @classmethod
@@ -95,12 +153,32 @@ class _Sampling(_Lenient):
             raise ValueError(f"at most {MAX_STOPS} stop sequences")
         if any(not s for s in stops):
             raise ValueError("stop sequences must not be empty")
+        longest = max((len(s) for s in stops), default=0)
+        if longest > MAX_STOP_CHARS:
+            raise ValueError(f"a stop sequence may have at most {MAX_STOP_CHARS} characters, not {longest}")
+        return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _check_temperature(cls, value: float | None) -> float | None:
+        if value is not None and 0 < value < MIN_TEMPERATURE:
+            raise ValueError(
+                f"temperature must be 0 (greedy) or between {MIN_TEMPERATURE} and {MAX_TEMPERATURE}, not {value:g}"
+            )
+        return value
+
+    @field_validator("truncate_prompt_tokens")
+    @classmethod
+    def _check_truncate(cls, value: int | None) -> int | None:
+        if value == 0:
+            raise ValueError("truncate_prompt_tokens must be -1 (fit the context) or at least 1")
         return value
 
     def params(self, *, max_tokens: int | None, default_max_tokens: int, limit: int) -> GenerationParams:
         for name in ("presence_penalty", "frequency_penalty"):
             if getattr(self, name):
                 raise ApiError(400, f"'{name}' is not supported by this server.", param=name, code="unsupported")
+        self.unsupported("logit_bias")
         wanted = max_tokens if max_tokens is not None else min(default_max_tokens, limit)
         if wanted > limit:
             raise ApiError(400, f"max_tokens {wanted} is above this server's limit of {limit}.", param="max_tokens")
@@ -113,6 +191,7 @@ class _Sampling(_Lenient):
             stop=tuple(stop),
             seed=self.seed,
             repetition_penalty=self.repetition_penalty,
+            truncate_prompt_tokens=self.truncate_prompt_tokens,
         )
 
     def check_stream(self) -> None:
@@ -146,7 +225,7 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str]
+    prompt: Text | list[Text]
 
     @field_validator("prompt")
     @classmethod
@@ -173,16 +252,26 @@ class CompletionRequest(_Sampling):
 
 
 class ChainInvokeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     inputs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("inputs")
+    @classmethod
+    def _check_inputs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        where = unencodable_path(value)
+        if where is not None:
+            raise PydanticCustomError(
+                UNENCODABLE, "text cannot be encoded as UTF-8 (a lone surrogate) at {where}", {"where": where}
+            )
+        return value
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(min_length=1, max_length=200)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    request_id: Text = Field(min_length=1, max_length=200)
     score: float | None = None
-    label: str | None = Field(None, max_length=200)
-    comment: str | None = Field(None, max_length=10_000)
+    label: Text | None = Field(None, max_length=200)
+    comment: Text | None = Field(None, max_length=10_000)
 
     def check(self) -> None:
         if self.score is None and not self.label and not self.comment:
@@ -195,6 +284,6 @@ def _choices(messages: tuple[Message, ...], params: GenerationParams, n: int) ->
         return [GenerationRequest(messages, params)]
     out = []
     for i in range(n):
-        seed = None if params.seed is None else params.seed + i
+        seed = None if params.seed is None else (params.seed + i) % (MAX_SEED + 1)
         out.append(GenerationRequest(messages, params.merged({"seed": seed})))
     return out

@@ -116,14 +116,17 @@ class TextStream:
             self.finish_reason = result.finish_reason
 
     def _incremental(self, local: Any) -> Iterator[str]:
+        import torch
         from transformers import TextIteratorStreamer
 
-        local.load()
         tokenizer = local.tokenizer()
-        uses_template = bool(getattr(tokenizer, "chat_template", None))
-        prompt = local.render(self.request.messages)
-        encoded = tokenizer(prompt, add_special_tokens=not uses_template, return_tensors="pt")
-        self.prompt_tokens = int(encoded["input_ids"].shape[1])
+        ids = local.encode(self.request)  # cut as asked, or a UsageError when it does not fit the window
+        encoded = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+        self.prompt_tokens = len(ids)
+        window = _internals(local).window
+        if window is not None and len(ids) + self.request.params.max_new_tokens > window:
+            limited = self.request.params.merged({"max_new_tokens": window - len(ids)})
+            self.request = GenerationRequest(self.request.messages, limited, self.request.cancel)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=STREAM_TIMEOUT_S)
         outcome: dict[str, Any] = {}
         worker = threading.Thread(
@@ -188,7 +191,7 @@ def _generate(
         with internals.lock, torch.inference_mode():
             model = internals.model
             kwargs: dict[str, Any] = {
-                **encoded.to(model.device),
+                **{k: v.to(model.device) for k, v in encoded.items()},
                 "generation_config": local._generation_config(params),
                 "streamer": streamer,
                 "stopping_criteria": StoppingCriteriaList([Cancelled()]),
