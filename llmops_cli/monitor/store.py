@@ -498,15 +498,21 @@ class MonitorStore:
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> Iterator[Mapping[str, Any]]:
         """Rows of a read; a connection the server dropped since the last read is reopened once."""
-        conn = self._reader()
-        rows = self._query(conn, sql, args)
         try:
-            first = next(rows, None)
-        except Exception:
-            if not getattr(conn, "closed", False):
-                raise
-            rows = self._query(self._reader(), sql, args)  # _reader() replaces the closed connection
-            first = next(rows, None)
+            conn = self._reader()
+            rows = self._query(conn, sql, args)
+            try:
+                first = next(rows, None)
+            except Exception:
+                if not getattr(conn, "closed", False):
+                    raise
+                rows = self._query(self._reader(), sql, args)  # _reader() replaces the closed connection
+                first = next(rows, None)
+        except (StoreError, RuntimeError):
+            raise
+        except Exception as error:
+            reason = " ".join(str(error).split())
+            raise StoreError(f"Cannot read the monitor store {self.display}: {self._scrub(reason)}") from error
         if first is not None:
             yield first
             yield from rows
