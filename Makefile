@@ -25,9 +25,11 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt llmops_cli/engines/instal
 
 # pytest exit 5 means no test ran: that is a failure here, never a silent pass.
 # One torch thread per pytest worker: two workers on two cores; more threads only thrash.
+# scripts/with-postgres.sh starts a throwaway PostgreSQL server (Debian's, installed when missing
+# and root) for the monitor-store tests, exports LLMOPS_TEST_POSTGRES_URL and stops it afterwards.
 test: setup
 	@mkdir -p $(LLMOPS_TEST_HOME)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider; rc=$$?; \
+	OMP_NUM_THREADS=1 bash scripts/with-postgres.sh $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing the run"; exit 1; fi; exit $$rc
 
 test-fast: setup
