@@ -15,8 +15,21 @@ server's path (``log_request``: a queue and a background writer committing hundr
 transaction), with ``log_many`` (one caller, big transactions), and the obvious alternative (one
 INSERT and commit per record, same WAL settings), and prints records/s and the ratios.
 
+Part 3 (``--gateway``, alone) measures the p50 latency ``llmops serve --upstream`` adds: one client
+sends the same chat requests to an upstream ``llmops serve`` directly and through a gateway in
+front of it, interleaved one by one in the same run, and prints both p50s, their difference and
+ratio (goal: <= 5 ms added) and the load average.
+
     python benchmarks/serve_throughput.py [--requests 200] [--clients 16] [--max-tokens 16] [--rounds 5]
                                           [--records 100000] [--no-batching] [--skip-server] [--threads N]
+    python benchmarks/serve_throughput.py --gateway [--gateway-requests 200] [--gateway-max-tokens 4]
+    scripts/with-postgres.sh python benchmarks/serve_throughput.py --shared-store [--shared-records 20000]
+
+Part 4 (``--shared-store``, alone, or after part 2; needs ``LLMOPS_TEST_POSTGRES_URL``, which
+``scripts/with-postgres.sh`` sets) starts 2 writer processes that each log ``--shared-records``
+rows through ``MonitorStore.log_request`` into one store at once, first one SQLite file, then a
+fresh PostgreSQL database, and prints rows/s over the span from the first row to the last flush
+(goal for PostgreSQL: >= 2,000 rows/s), the rows found (exactly 2 x N), and the load average.
 """
 
 from __future__ import annotations
@@ -220,6 +233,85 @@ def server_part(args: argparse.Namespace) -> None:
     print(f"5xx answers: {bad}; answered requests missing from the monitor store: {missing}")
 
 
+# --- gateway overhead -------------------------------------------------------------------------------
+
+
+def start_cli_server(project: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """``llmops -C project serve ARGS`` on a free port, until /ready."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "llmops_cli", "-C", str(project), "serve", "--port", str(port)]
+    command += ["--log-level", "warning", *args]
+    proc = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            if httpx.get(url + "/ready", timeout=5).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not become ready in 300 s")
+
+
+def gateway_part(args: argparse.Namespace) -> None:
+    """p50 latency the gateway adds: the same requests to the upstream directly and through
+    ``llmops serve --upstream``, interleaved one by one (one client), in the same run."""
+    import httpx
+
+    from llmops_cli.scaffold import init_project
+
+    work = Path(tempfile.mkdtemp(prefix="llmops-gateway-bench-"))
+    project = work / "proj"
+    init_project(project, name="bench")  # base = the embedded SmolLM2-135M-Instruct
+    upstream, up_url = start_cli_server(project, "--store", str(work / "up.db"), env={"LLMOPS_API_KEYS": KEY})
+    gateway, gw_url = start_cli_server(
+        project,
+        *("--upstream", up_url, "--upstream-key-env", "BENCH_UP_KEY", "--store", str(work / "gw.db")),
+        env={"LLMOPS_API_KEYS": KEY, "BENCH_UP_KEY": KEY},
+    )
+    latencies: dict[str, list[float]] = {"direct": [], "gateway": []}
+    statuses: dict[str, int] = {}
+    try:
+        with httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as client:
+            for i in range(-5, args.gateway_requests):  # 5 warm-up pairs, not counted
+                order = [("direct", up_url), ("gateway", gw_url)]
+                for label, url in order if i % 2 == 0 else order[::-1]:
+                    started = time.perf_counter()
+                    answer = client.post(url + "/v1/chat/completions", json=body(i, args.gateway_max_tokens))
+                    elapsed = time.perf_counter() - started
+                    statuses[str(answer.status_code)] = statuses.get(str(answer.status_code), 0) + 1
+                    if i >= 0:
+                        latencies[label].append(elapsed * 1000)
+    finally:
+        stop_server(gateway)
+        stop_server(upstream)
+    direct, through = statistics.median(latencies["direct"]), statistics.median(latencies["gateway"])
+    paired = statistics.median(g - d for d, g in zip(latencies["direct"], latencies["gateway"], strict=True))
+    print(
+        f"\nGateway overhead: {args.gateway_requests} chat requests each way, interleaved, one client, "
+        f"max_tokens {args.gateway_max_tokens}, greedy, SmolLM2-135M upstream (llmops serve) on CPU, loopback"
+    )
+    print(f"{'path':<24} {'p50 ms':>8} {'p95 ms':>8}")
+    for label, values in latencies.items():
+        p95 = statistics.quantiles(values, n=20)[-1]
+        print(f"{label:<24} {statistics.median(values):8.2f} {p95:8.2f}")
+    print(
+        f"p50 added by the gateway: {through - direct:.2f} ms (median of paired differences {paired:.2f} ms; "
+        f"goal <= 5 ms); ratio gateway/direct p50: {through / direct:.3f}x"
+    )
+    print(f"statuses: {json.dumps(statuses)}; load average (1, 5, 15 min): {os.getloadavg()}")
+
+
 # --- monitor store ingest -----------------------------------------------------------------------------
 
 
@@ -291,6 +383,66 @@ def ingest_part(n: int) -> None:
     print(f"(the server's own cost per log_request call: {enqueued / n * 1e6:.1f} us to enqueue)")
 
 
+# --- shared store: 2 writer processes, PostgreSQL vs SQLite ----------------------------------------
+
+
+def ingest_writer(location: str, prefix: str, n: int) -> None:
+    """One writer process (run as a subprocess): ``n`` rows through ``log_request``; prints its span."""
+    data = records(n, time.time())
+    for record in data:
+        record.id = f"{prefix}-{record.id}"
+    with MonitorStore(location) as store:
+        started = time.time()
+        for record in data:
+            store.log_request(record)
+        assert store.flush(timeout=None)
+        print(json.dumps({"start": started, "end": time.time(), "errors": store.write_errors}), flush=True)
+
+
+def _two_writers(location: str, n: int) -> tuple[float, int]:
+    """Rows/s from 2 processes writing ``n`` rows each into ``location`` at once, and the rows found."""
+    argv = [sys.executable, __file__, "--ingest-writer", location]
+    procs = [subprocess.Popen([*argv, name, str(n)], stdout=subprocess.PIPE, text=True) for name in ("a", "b")]
+    spans = [json.loads(p.communicate(timeout=900)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs) and not any(s["errors"] for s in spans), spans
+    elapsed = max(s["end"] for s in spans) - min(s["start"] for s in spans)
+    with MonitorStore(location) as store:
+        found = store.count()
+    return 2 * n / elapsed, found
+
+
+def shared_store_part(n: int) -> None:
+    """PostgreSQL ingest (goal >= 2,000 rows/s from 2 writer processes) beside SQLite, in one run."""
+    base = os.environ.get("LLMOPS_TEST_POSTGRES_URL")
+    if not base:
+        print("\nShared store ingest: skipped (no LLMOPS_TEST_POSTGRES_URL; run it as "
+              "scripts/with-postgres.sh python benchmarks/serve_throughput.py --shared-store)")  # fmt: skip
+        return
+    import psycopg
+
+    name = f"bench_{os.getpid()}"
+    url = base.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    rates: dict[str, tuple[float, int]] = {}
+    try:
+        rates["SQLite (one WAL file)"] = _two_writers(
+            str(Path(tempfile.mkdtemp(prefix="llmops-shared-bench-")) / "m.db"), n
+        )
+        rates["PostgreSQL"] = _two_writers(url, n)
+    finally:
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(f"\nShared store ingest: 2 writer processes x {n:,} rows through MonitorStore.log_request")
+    print(f"{'store':<24} {'rows/s':>10} {'rows found':>12}")
+    for label, (rate, found) in rates.items():
+        print(f"{label:<24} {rate:10,.0f} {found:12,}")
+    pg = rates["PostgreSQL"][0]
+    print(f"PostgreSQL goal >= 2,000 rows/s: {'met' if pg >= 2000 else 'NOT met'} ({pg:,.0f}); "
+          f"PostgreSQL / SQLite: {pg / rates['SQLite (one WAL file)'][0]:.2f}x")  # fmt: skip
+    print(f"load average (1, 5, 15 min): {os.getloadavg()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
@@ -302,16 +454,32 @@ def main() -> None:
     parser.add_argument("--no-batching", action="store_true", help="also run 16 clients against --max-batch 1")
     parser.add_argument("--skip-server", action="store_true", help="only the monitor store ingest")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in the server (default: torch's)")
+    parser.add_argument("--gateway", action="store_true", help="only the gateway overhead (llmops serve --upstream)")
+    parser.add_argument("--gateway-requests", type=int, default=200)
+    parser.add_argument("--gateway-max-tokens", type=int, default=4)
     parser.add_argument("--serve", nargs=3, metavar=("PROJECT", "PORT", "MAX_BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--shared-store", action="store_true", help="only the 2-process PostgreSQL/SQLite ingest")
+    parser.add_argument("--shared-records", type=int, default=20_000, help="rows per writer process")
+    parser.add_argument("--ingest-writer", nargs=3, metavar=("LOCATION", "PREFIX", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve[0], int(args.serve[1]), int(args.serve[2]))
         return
+    if args.ingest_writer:
+        ingest_writer(args.ingest_writer[0], args.ingest_writer[1], int(args.ingest_writer[2]))
+        return
+    if args.shared_store:
+        shared_store_part(args.shared_records)
+        return
     if args.threads:
         os.environ["BENCH_TORCH_THREADS"] = str(args.threads)  # read by the server subprocess
+    if args.gateway:
+        gateway_part(args)
+        return
     if not args.skip_server:
         server_part(args)
     ingest_part(args.records)
+    shared_store_part(args.shared_records)
 
 
 if __name__ == "__main__":
