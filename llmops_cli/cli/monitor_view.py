@@ -194,7 +194,7 @@ def drift(report: MonitorReport) -> list[Any]:
         floor = section.floors.get(m.key)
         extra = m.note or _drift_details(m.key, m.details)
         if floor is not None:
-            extra += f"; floor on {floor.n_reference} vs {floor.n_holdout} ref rows × {floor.repeats}"
+            extra += f"; floor: {floor.n_reference} vs {floor.n_holdout} rows, {floor.repeats} splits"
         when = f"{alert.rule.op} {format_number(alert.rule.limit)}" if alert else "—"
         rows.append([m.key, m.value, None if floor is None else floor.value, when, alert.status if alert else "",
                      m.n_reference, m.n_current, extra])  # fmt: skip
