@@ -38,15 +38,26 @@ def run_server(app: Any, options: ServeOptions, *, log_level: str = "info", acce
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 30.0) -> Iterator[str]:
+def serve_in_thread(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 30.0, graceful_s: int | None = None
+) -> Iterator[str]:
     """Run ``app`` in a background thread; yields its base URL (``http://127.0.0.1:PORT``).
 
     ``port=0`` takes a free ephemeral port. On exit the server shuts down gracefully (lifespan
-    shutdown included) before the thread is joined.
+    shutdown included) before the thread is joined: requests in flight get ``graceful_s`` seconds
+    to finish (None: as long as they need), then they are cancelled (answered and logged as 503).
     """
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=graceful_s,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="llmops-uvicorn", daemon=True)
     thread.start()
