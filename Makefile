@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 DEMO_DIR ?= /tmp/llmops-demo
 export LLMOPS_TEST_HOME ?= $(CURDIR)/.cache/test-home
 
-.PHONY: setup test test-fast lint typecheck demo bench clean
+.PHONY: setup test test-fast lint typecheck demo demo-full bench clean
 
 setup: $(VENV)/.installed
 
@@ -44,6 +44,11 @@ typecheck: setup
 
 demo: setup
 	bash scripts/demo.sh $(DEMO_DIR)
+
+# The demo plus the heavier steps: the safety suite, a second tune (LoRA without quantization) and
+# the quantization gate (support-quality on base-q4 against the original).
+demo-full: setup
+	bash scripts/demo.sh --full $(DEMO_DIR)
 
 bench: setup
 	$(BIN)/python benchmarks/cli_startup.py

@@ -3,6 +3,8 @@
 # own git repository, never to this one).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
+full=0
+if [ "${1:-}" = "--full" ]; then full=1; shift; fi   # make demo-full: the heavier steps too
 demo="${1:-/tmp/llmops-demo}"
 llmops="$here/.venv/bin/llmops"
 
@@ -51,10 +53,15 @@ step chain run rag-answer --var question="What Wi-Fi band does the thermostat su
 gate() { label="$*"; printf '\n\033[1m$ llmops %s\033[0m\n' "$*"; timed "$llmops" "$@" || { rc=$?; [ "$rc" -eq 5 ] || exit "$rc"; echo "(exit 5: a quality gate failed, see above)"; }; }
 gate eval support-quality -o reports    # 50 questions through the RAG chain with the adapter
 gate eval support-quality --no-save     # the same again: every output comes from the cache
-gate eval support-safety -o reports/safety   # injection, canary leakage and fuzz probes
-# --no-check skips the quality gate (support-quality on the original and on base-q4, about 2 more
-# minutes); `llmops quantize base-q4` alone runs it and exits 5 past max_quality_drop.
-step quantize base-q4 --no-check
+if [ "$full" -eq 1 ]; then
+  gate eval support-safety -o reports/safety   # injection, canary leakage and fuzz probes
+  step tune support-lora-fp                    # the same adapter without 4-bit quantization
+  gate quantize base-q4                        # with its gate: support-quality on base-q4 vs the original
+else
+  # --no-check skips the quality gate (support-quality on the original and on base-q4, about 2 more
+  # minutes); `make demo-full` runs it, and the safety suite and a second tune.
+  step quantize base-q4 --no-check
+fi
 step package support-bot
 step package verify artifacts/package/support-bot/support-bot.tar.gz
 export LLMOPS_API_KEYS=demo-key       # the key clients must send (deployments.local.api_keys_env)
