@@ -16,13 +16,15 @@ transaction), with ``log_many`` (one caller, big transactions), and the obvious 
 INSERT and commit per record, same WAL settings), and prints records/s and the ratios.
 
 Part 3 (``--gateway``, alone) measures the p50 latency ``llmops serve --upstream`` adds: one client
-sends the same chat requests to an upstream ``llmops serve`` directly and through a gateway in
-front of it, interleaved one by one in the same run, and prints both p50s, their difference and
-ratio (goal: <= 5 ms added) and the load average.
+sends the same chat requests to an upstream directly and through a gateway in front of it,
+interleaved one by one in the same run, and prints both p50s, their difference and ratio (goal:
+<= 5 ms added) and the load average. The upstream is by default a minimal OpenAI-compatible server
+(FastAPI + uvicorn, a fixed answer in about a millisecond), so the gateway's own cost is not buried
+under the model's time; ``--gateway-model`` puts an ``llmops serve`` with SmolLM2 there instead.
 
     python benchmarks/serve_throughput.py [--requests 200] [--clients 16] [--max-tokens 16] [--rounds 5]
                                           [--records 100000] [--no-batching] [--skip-server] [--threads N]
-    python benchmarks/serve_throughput.py --gateway [--gateway-requests 200] [--gateway-max-tokens 4]
+    python benchmarks/serve_throughput.py --gateway [--gateway-requests 500] [--gateway-model] [--gateway-max-tokens 4]
     scripts/with-postgres.sh python benchmarks/serve_throughput.py --shared-store [--shared-records 20000]
 
 Part 4 (``--shared-store``, alone, or after part 2; needs ``LLMOPS_TEST_POSTGRES_URL``, which
@@ -124,9 +126,9 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
 # --- the client side --------------------------------------------------------------------------------
 
 
-def body(i: int, max_tokens: int) -> dict[str, Any]:
+def body(i: int, max_tokens: int, model: str = "base") -> dict[str, Any]:
     question = QUESTIONS[i % len(QUESTIONS)]
-    return {"model": "base", "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens}
+    return {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens}
 
 
 def load(url: str, indices: list[int], clients: int, max_tokens: int) -> dict[str, Any]:
@@ -273,7 +275,14 @@ def gateway_part(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="llmops-gateway-bench-"))
     project = work / "proj"
     init_project(project, name="bench")  # base = the embedded SmolLM2-135M-Instruct
-    upstream, up_url = start_cli_server(project, "--store", str(work / "up.db"), env={"LLMOPS_API_KEYS": KEY})
+    if args.gateway_model:
+        upstream, up_url = start_cli_server(project, "--store", str(work / "up.db"), env={"LLMOPS_API_KEYS": KEY})
+        what = f"SmolLM2-135M upstream (llmops serve) on CPU, max_tokens {args.gateway_max_tokens}, greedy"
+        model = "base"
+    else:
+        upstream, up_url = start_stub_upstream()
+        what = "a minimal OpenAI-compatible upstream (fixed answer)"
+        model = "stub"
     gateway, gw_url = start_cli_server(
         project,
         *("--upstream", up_url, "--upstream-key-env", "BENCH_UP_KEY", "--store", str(work / "gw.db")),
@@ -287,7 +296,7 @@ def gateway_part(args: argparse.Namespace) -> None:
                 order = [("direct", up_url), ("gateway", gw_url)]
                 for label, url in order if i % 2 == 0 else order[::-1]:
                     started = time.perf_counter()
-                    answer = client.post(url + "/v1/chat/completions", json=body(i, args.gateway_max_tokens))
+                    answer = client.post(url + "/v1/chat/completions", json=body(i, args.gateway_max_tokens, model))
                     elapsed = time.perf_counter() - started
                     statuses[str(answer.status_code)] = statuses.get(str(answer.status_code), 0) + 1
                     if i >= 0:
@@ -298,8 +307,7 @@ def gateway_part(args: argparse.Namespace) -> None:
     direct, through = statistics.median(latencies["direct"]), statistics.median(latencies["gateway"])
     paired = statistics.median(g - d for d, g in zip(latencies["direct"], latencies["gateway"], strict=True))
     print(
-        f"\nGateway overhead: {args.gateway_requests} chat requests each way, interleaved, one client, "
-        f"max_tokens {args.gateway_max_tokens}, greedy, SmolLM2-135M upstream (llmops serve) on CPU, loopback"
+        f"\nGateway overhead: {args.gateway_requests} chat requests each way, interleaved, one client, {what}, loopback"
     )
     print(f"{'path':<24} {'p50 ms':>8} {'p95 ms':>8}")
     for label, values in latencies.items():
@@ -310,6 +318,48 @@ def gateway_part(args: argparse.Namespace) -> None:
         f"goal <= 5 ms); ratio gateway/direct p50: {through / direct:.3f}x"
     )
     print(f"statuses: {json.dumps(statuses)}; load average (1, 5, 15 min): {os.getloadavg()}")
+
+
+def stub_upstream(port: int) -> None:
+    """A minimal OpenAI-compatible server: /v1/models and a fixed /v1/chat/completions answer."""
+    import uvicorn
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "stub", "object": "model", "created": 0, "owned_by": "bench"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> dict[str, Any]:
+        await request.json()
+        return {
+            "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": "stub",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there."},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+        }  # fmt: skip
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def start_stub_upstream() -> tuple[subprocess.Popen[str], str]:
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, __file__, "--stub-upstream", str(port)], text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the stub upstream did not start")
 
 
 # --- monitor store ingest -----------------------------------------------------------------------------
@@ -455,13 +505,18 @@ def main() -> None:
     parser.add_argument("--skip-server", action="store_true", help="only the monitor store ingest")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in the server (default: torch's)")
     parser.add_argument("--gateway", action="store_true", help="only the gateway overhead (llmops serve --upstream)")
-    parser.add_argument("--gateway-requests", type=int, default=200)
+    parser.add_argument("--gateway-requests", type=int, default=500)
     parser.add_argument("--gateway-max-tokens", type=int, default=4)
+    parser.add_argument("--gateway-model", action="store_true", help="SmolLM2 behind the gateway, not a stub")
+    parser.add_argument("--stub-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=3, metavar=("PROJECT", "PORT", "MAX_BATCH"), help=argparse.SUPPRESS)
     parser.add_argument("--shared-store", action="store_true", help="only the 2-process PostgreSQL/SQLite ingest")
     parser.add_argument("--shared-records", type=int, default=20_000, help="rows per writer process")
     parser.add_argument("--ingest-writer", nargs=3, metavar=("LOCATION", "PREFIX", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stub_upstream:
+        stub_upstream(args.stub_upstream)
+        return
     if args.serve:
         serve(args.serve[0], int(args.serve[1]), int(args.serve[2]))
         return

@@ -54,7 +54,7 @@ def test_load_sample_prompt_is_typed() -> None:
     assert spec.name == "answer" and spec.file == "prompts/answer.yaml" and spec.model == "base"
     assert spec.variables["question"].needs_value
     assert not spec.variables["context"].needs_value and spec.variables["context"].default == ""
-    assert spec.params.max_new_tokens == 96 and spec.params.stop == ("\nQuestion:", "\nContext:")
+    assert spec.params.max_new_tokens == 96 and spec.params.stop == ("\n\n", "\nQuestion:", "\nContext:")
     assert spec.examples_file == "prompts/answer.examples.jsonl"
     assert len(spec.examples) == 3 and all("output" in row for row in spec.examples)
 
