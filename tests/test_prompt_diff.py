@@ -67,9 +67,10 @@ def test_renamed_variable_is_breaking_in_every_format(project: Path, pcli: Any) 
     assert answer["status"] == "modified" and answer["variables"]["renamed"] == {"question": "query"}
     assert breaking_kinds(data) == ["variable_added", "variable_removed"]
     removed = next(b for b in answer["breaking"] if b["kind"] == "variable_removed")
-    assert "chain 'rag-answer' step 2 (prompt-2) still passes it" in removed["reason"]
+    assert "chain 'rag-answer' step 2 (prompt-2), chain 'rag-answer-tuned' step 2 (prompt-2) still pass it" in removed["reason"]
     assert "-Question: {{ question }}" in answer["diff"]["template"]
-    assert answer["dependents"]["chains"] == ["rag-answer"] and answer["dependents"]["evals"] == ["quality"]
+    assert answer["dependents"]["chains"] == ["rag-answer", "rag-answer-tuned"]
+    assert answer["dependents"]["evals"] == ["quality", "quality-tuned"]
 
     result = pcli("prompt", "diff", *rng, "--format", "markdown", cwd=project)
     assert result.exit_code == 0
@@ -95,7 +96,7 @@ def test_default_range_is_merge_base_with_main(project: Path, pcli: Any) -> None
     rename_question(project)
     commit(project, "rename on a feature branch")
     git(project, "checkout", "-q", "main")  # main moves on independently: not part of the diff
-    edit(project / "prompts" / "answer.yaml", "max_new_tokens: 96", "max_new_tokens: 80")
+    edit(project / "prompts" / "answer.yaml", "max_new_tokens: 64", "max_new_tokens: 80")
     commit(project, "main moves on")
     git(project, "checkout", "-q", "feature")
 
@@ -117,8 +118,8 @@ def test_uncommitted_changes_are_compared_by_default(project: Path) -> None:
 
 
 def test_param_change_only_is_not_breaking(project: Path, pcli: Any) -> None:  # noqa: F811
-    edit(project / "prompts" / "answer.yaml", 'params: {temperature: 0.0, max_new_tokens: 96, stop: ["\\nQuestion:"]}',
-         "params: {temperature: 0.7, max_new_tokens: 96, stop: END}")  # fmt: skip
+    edit(project / "prompts" / "answer.yaml", 'params: {temperature: 0.0, max_new_tokens: 64, stop: ["\\n"]}',
+         "params: {temperature: 0.7, max_new_tokens: 64, stop: END}")  # fmt: skip
     commit(project, "warmer")
     result = pcli("prompt", "diff", "--from", "HEAD~1", "--to", "HEAD", "--json", "--fail-on-breaking", cwd=project)
     assert result.exit_code == 0, result.output
@@ -126,7 +127,7 @@ def test_param_change_only_is_not_breaking(project: Path, pcli: Any) -> None:  #
     assert data["breaking"] is False
     assert data["prompts"][0]["params"] == [
         {"name": "temperature", "from": 0.0, "to": 0.7},
-        {"name": "stop", "from": ["\nQuestion:"], "to": ["END"]},
+        {"name": "stop", "from": ["\n"], "to": ["END"]},
     ]
     assert data["prompts"][0]["diff"] == {}
     md = pcli("prompt", "diff", "--from", "HEAD~1", "--to", "HEAD", "--format", "markdown", cwd=project).stdout
@@ -182,7 +183,8 @@ def test_added_prompt_and_missing_file(project: Path) -> None:
 
 def test_explicit_chain_vars(project: Path) -> None:
     def explicit(d: dict[str, Any]) -> None:
-        d["chains"]["rag-answer"]["steps"][1]["vars"] = {"question": "{{ question }}", "context": "{{ context }}"}
+        for chain in ("rag-answer", "rag-answer-tuned"):
+            d["chains"][chain]["steps"][1]["vars"] = {"question": "{{ question }}", "context": "{{ context }}"}
 
     edit_yaml(project / "llmops.yaml", explicit)
     commit(project, "explicit vars")
@@ -193,8 +195,11 @@ def test_explicit_chain_vars(project: Path) -> None:
     kinds = sorted(b.kind for _, b in prompt_diff(project).breaking)
     assert kinds == ["variable_added", "variable_removed"]  # the step still passes context, not tone
 
-    edit_yaml(project / "llmops.yaml", lambda d: d["chains"]["rag-answer"]["steps"][1].update(
-        vars={"question": "{{ question }}", "tone": "friendly"}))  # fmt: skip
+    def with_tone(d: dict[str, Any]) -> None:
+        for chain in ("rag-answer", "rag-answer-tuned"):
+            d["chains"][chain]["steps"][1]["vars"] = {"question": "{{ question }}", "tone": "friendly"}
+
+    edit_yaml(project / "llmops.yaml", with_tone)
     assert prompt_diff(project).breaking == []  # the chain was updated in the same change
 
 
@@ -245,7 +250,7 @@ def test_examples_rows_matched_by_content(project: Path) -> None:
 
 def test_only_examples_changed_counts_as_a_change(project: Path) -> None:
     (project / "prompts" / "ex.jsonl").write_text('{"question": "q", "output": "a"}\n')
-    edit(project / "prompts" / "answer.yaml", "params:", "examples: prompts/ex.jsonl\nparams:")
+    edit(project / "prompts" / "answer.yaml", "examples: prompts/answer.examples.jsonl", "examples: prompts/ex.jsonl")
     commit(project, "few-shot")
     assert prompt_diff(project, from_rev="HEAD").changes == []
     (project / "prompts" / "ex.jsonl").write_text('{"question": "q", "output": "b"}\n')

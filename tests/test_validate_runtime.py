@@ -234,7 +234,7 @@ def test_validate_summary_says_1_model_not_1_models(project: Path, cli: Any) -> 
     result = cli("validate", cwd=project)
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
-    assert "(1 model, 1 prompt, 3 datasets, 1 chain, 1 adapter, 1 eval suite)" in out
+    assert "(1 model, 1 prompt, 3 datasets, 2 chains, 1 adapter, 2 eval suites)" in out
     assert "1 models" not in out and "1 prompts" not in out
 
 
