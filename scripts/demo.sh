@@ -27,16 +27,26 @@ timed() {
 }
 step() { label="$*"; printf '\n\033[1m$ llmops %s\033[0m\n' "$*"; timed "$llmops" "$@"; }
 
+if [ "$full" -eq 1 ]; then
 cat <<'PLAN'
-The demo, on a scratch copy of sample-project/, about 8 minutes in all (measured on a 2-core
-machine with the llama.cpp engine that `make setup` installs; a busy machine takes longer):
-  validate, models, prompts, index the knowledge base, retrieve, data checks   ~ 40 s
-  tune support-lora (QLoRA, 30 steps on CPU, transformers)                    ~ 3 min
-  chain run + eval support-quality (50 questions, RAG + LoRA, llama.cpp)       ~ 2.5 min
-  eval again (all cached), eval support-safety (injection, leakage, fuzz)      ~ 1 min
-  quantize base-q4 (GGUF Q4_K_M of base + support-lora, llama.cpp's tools)     ~ 30 s
-  package, verify, deploy local, 3 chats with curl, monitor, stop, log         ~ 1 min
+The full demo, on a scratch copy of sample-project/: the steps of `make demo` (about 6.5 minutes)
+plus the safety suite (~45 s), a second tune (support-lora-fp, ~3 min) and the quantization gate
+(support-quality on base-q4 and on the original, ~2 min): about 12 minutes on 2 quiet cores.
 PLAN
+else
+cat <<'PLAN'
+The demo, on a scratch copy of sample-project/, about 6.5 minutes in all (measured on 2 quiet cores
+with the llama.cpp engine that `make setup` installs; a busy machine takes longer):
+  validate, models, prompts, index the knowledge base, retrieve, data checks   ~ 25 s
+  tune support-lora (QLoRA, 30 steps on CPU, transformers)                    ~ 3 min
+  chain run + eval support-quality (50 questions, RAG + LoRA, llama.cpp)       ~ 1.7 min
+  eval again (every answer from the cache)                                    ~ 10 s
+  quantize base-q4 (GGUF Q4_K_M of base + support-lora, llama.cpp's tools)     ~ 30 s
+  package, verify, deploy local, 3 chats with curl, monitor, stop, log         ~ 20 s
+`make demo-full` adds the safety suite, a second tune and the quantization gate (~12 minutes).
+PLAN
+fi
+printf 'load average at the start: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 step validate
 step models list
 step models prepare base

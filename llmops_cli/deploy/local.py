@@ -161,6 +161,11 @@ def _start(
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     log.write_text(f"# llmops deploy {spec.env} at {stamp}: {' '.join(argv)}\n", encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    from llmops_cli.monitor import store_path
+
+    location = store_path(config)
+    if isinstance(location, str):  # a PostgreSQL URL: through the environment, never argv (ps shows argv)
+        env["LLMOPS_MONITOR_STORE"] = location
     child = process.spawn(argv, log=log, cwd=serve_root, env=env)
     url = f"http://{_probe_host(spec.host)}:{chosen}"
     state = LocalState(
@@ -239,7 +244,10 @@ def _serve_argv(
     argv = [*(launcher or default_launcher()), "-C", str(root), "serve", "--host", spec.host, "--port", str(port)]
     if from_project:
         argv += ["--deployment", spec.env]  # tells the server which package it serves (for the request log)
-    argv += ["--api-keys-env", spec.keys_env, "--store", str(store_path(config))]
+    argv += ["--api-keys-env", spec.keys_env]
+    location = store_path(config)
+    if not isinstance(location, str):  # a SQLite file; a URL goes in the environment (see deploy_local)
+        argv += ["--store", str(location)]
     if spec.max_concurrency:
         argv += ["--max-concurrency", str(spec.max_concurrency)]
     if spec.redact is not None:
