@@ -90,6 +90,7 @@ def _notes(quiet: bool) -> None:
 app.command()(project.init)
 app.command()(project.validate)
 app.command()(project.schema)
+app.command()(artifacts.add)
 app.command()(artifacts.log)
 app.command()(artifacts.show)
 app.command()(artifacts.checkout)

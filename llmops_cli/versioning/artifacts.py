@@ -26,12 +26,13 @@ from llmops_cli.paths import STATE_DIR, atomic_write_text, file_lock
 from llmops_cli.versioning.gitrepo import GitRepo
 from llmops_cli.versioning.store import POINTER_SUFFIX, ContentStore, Pointer, check_digest, copy_hashed
 
-KINDS = ("dataset", "adapter", "eval", "quantized", "package", "deploy", "index", "model")
+KINDS = ("dataset", "adapter", "eval", "quantized", "package", "deploy", "index", "model", "report", "file")
 MANIFEST = "artifact.json"
 TRACKED_LIBRARIES = (
     "llmops", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "chromadb",
     "safetensors", "tokenizers",
 )  # fmt: skip
+_DISTRIBUTIONS = {"llmops": "llmops-cli"}  # recorded as 'llmops'; its distribution on PyPI is llmops-cli
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REF = re.compile(r"^(?P<kind>[a-z]+)/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:@v?(?P<version>\d+|latest))?$")
 
@@ -92,7 +93,7 @@ def library_versions(names: tuple[str, ...] = TRACKED_LIBRARIES) -> dict[str, st
     found = {}
     for name in names:
         try:
-            found[name] = metadata.version(name)
+            found[name] = metadata.version(_DISTRIBUTIONS.get(name, name))
         except metadata.PackageNotFoundError:
             continue
     return found
