@@ -77,7 +77,7 @@ class MissingDependencyError(LlmopsError):
     def __init__(self, package: str, *, extra: str, purpose: str, install: str | None = None) -> None:
         super().__init__(
             f"{purpose} needs the Python package '{package}', which is not installed.",
-            hint=f"Install it with: {install or 'pip install ' + repr(f'llmops[{extra}]')}",
+            hint=f"Install it with: {install or 'pip install ' + repr(f'llmops-cli[{extra}]')}",
         )
         self.package = package
         self.extra = extra

@@ -181,7 +181,7 @@ def test_manifest_lists_every_file_artifact_and_needs(built: Path) -> None:
     assert {"llmops.yaml", "README.md", "Dockerfile", "serve.py", "requirements.txt", "prompts/answer.yaml"} <= paths
     assert {"artifacts/quantized/small-4bit/model.safetensors", "artifacts/index/kb/index.json"} <= paths
     assert {"artifacts/index/kb/vectors/chunks.jsonl", "artifacts/index/kb/vectors/embeddings.npy"} <= paths
-    assert any(p.startswith("wheels/llmops-") and p.endswith(".whl") for p in paths)
+    assert any(p.startswith("wheels/llmops_cli-") and p.endswith(".whl") for p in paths)
     assert not any(p.startswith(("artifacts/adapter", "model/base")) for p in paths)  # the package model replaces them
     refs = {a["ref"] for a in manifest["artifacts"]}
     assert {"quantized/small-4bit@v1", "index/kb@v1"} <= refs
@@ -215,7 +215,7 @@ def test_bundle_is_a_valid_project_with_the_model_rewritten(built: Path, tmp_pat
     assert (root / "README.md").read_text().startswith("# bot\n")
     assert "--no-deps -r requirements.txt" in (root / "Dockerfile").read_text()
     requirements = (root / "requirements.txt").read_text().splitlines()
-    assert any(line.startswith("./wheels/llmops-") for line in requirements)
+    assert any(line.startswith("./wheels/llmops_cli-") for line in requirements)
     assert any(line.startswith("chromadb==") for line in requirements)
     assert any(line.startswith("bitsandbytes==") for line in requirements)
     assert not any(line.startswith("llmops==") for line in requirements)

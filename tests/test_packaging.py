@@ -20,7 +20,7 @@ def test_wheel_in_fresh_venv_has_templates_and_schema(tmp_path: Path) -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout + build.stderr
-    (wheel,) = dist.glob("llmops-*.whl")
+    (wheel,) = dist.glob("llmops_cli-*.whl")
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"

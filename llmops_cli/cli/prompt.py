@@ -13,7 +13,7 @@ from llmops_cli.cli.base import LlmopsTyper
 from llmops_cli.cli.options import JsonOpt, VarOpt, VarsFileOpt, parse_vars
 from llmops_cli.cli.state import STATE
 
-app = LlmopsTyper(help="Prompts as code: list, show, render and diff prompt files.")
+app = LlmopsTyper(help="Prompts as code: list, show, render, lint and diff prompt files.")
 
 NameArg = Annotated[str, typer.Argument(help="Prompt name (under `prompts:` in llmops.yaml).", show_default=False)]
 
@@ -152,6 +152,45 @@ def render_(
     for message in messages:
         con.print(Rule(f"[bold]{message['role']}[/bold]", align="left"))
         con.print(escape(message["content"]))
+
+
+@app.command()
+def lint(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Prompts to lint (default: every prompt).", show_default=False)
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Render every prompt with its declared examples and variable types, no model needed; exit 2 on a failure.
+
+    Each prompt is rendered with only its required variables, with all of them, and with each
+    few-shot example row; values come from defaults, then examples, then a sample of the declared
+    type. Also warns about declared variables no template uses. The pre-commit hook llmops-prompt-lint.
+    """
+    from llmops_cli.errors import ConfigError
+    from llmops_cli.prompts.lint import lint_prompts
+    from llmops_cli.text import plural
+
+    results = lint_prompts(STATE.config(), names or None)
+    failed = [r for r in results if not r.ok]
+    if json_out:
+        output.print_json([r.as_dict() for r in results])
+    else:
+        for r in results:
+            for warning in r.warnings:
+                output.warn(f"{r.name} ({r.file}): {warning}")
+            if r.ok:
+                output.success(f"{r.name} ({r.file}): renders ({plural(r.renders, 'render')})")
+        if not results:
+            output.info("no prompts declared (add them under `prompts:` in llmops.yaml)")
+    if failed:
+        problems = [f"{r.name} ({r.file}): {e}" for r in failed for e in r.errors]
+        raise ConfigError(
+            f"{plural(len(failed), 'prompt')} failed to render",
+            problems=problems,
+            hint="Declare or guard the variables named above (`{% if name is defined %}`), fix the example rows, "
+            "then rerun 'llmops prompt lint'.",
+        )
 
 
 @app.command()

