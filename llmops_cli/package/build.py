@@ -5,6 +5,12 @@ atomically; above the size threshold it lives in the content store with a commit
 optionally also at ``--output``. Its manifest carries the version it is registered as: a build
 whose content equals the latest version's reuses that version number, so building again with the
 same inputs gives the same bytes and registers nothing new.
+
+Reuse before rebuild: the content digest is computed before anything is written, with the files'
+hashes from the stat-keyed hash cache (``.llmops/cache/hashes.sqlite``: a weight file untouched
+since it was last hashed is not read again). When it equals the latest version's, and that
+version's archive is in the work tree (or the content store) with its registered sha256, the build
+stops there: no archive is written, nothing is registered.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from llmops_cli.package.requirements import closure, llmops_wheel, requirements_
 if TYPE_CHECKING:
     from llmops_cli.config.model import ProjectConfig
     from llmops_cli.versioning import ArtifactRegistry
+    from llmops_cli.versioning.hashcache import HashCache
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total); phases: plan, hash, write, register
 DEFAULT_COMPRESSLEVEL = 1  # model weights barely compress: level 6 is ~4x slower for ~3% smaller
@@ -80,11 +87,23 @@ def build_package(
     commit = source_commit(config.root, plan.git_paths)
     hw = hardware(plan)
     entries = _generated(plan, commit, hw) + list(plan.entries.values())
-    files = _hash_all(entries, plan.expected, report)
+    registry = _registry(config) if register else None
+    hashes = _hash_cache(registry)
+    try:
+        files = _hash_all(entries, plan.expected, report, hashes)
+    finally:
+        if hashes is not None:
+            hashes.close()
     manifest = build_manifest(plan, files, commit, hw)
     digest = content_digest(manifest)
-    registry = _registry(config) if register else None
-    version, previous_sha = _version_for(registry, name, digest)
+    version, previous_sha = _version_for(registry, name, digest, compresslevel)
+    if registry is not None and previous_sha is not None:
+        kept = _reuse_registered(registry, name, previous_sha, output)
+        if kept is not None:  # unchanged: decided before writing anything
+            archive, size, kept_manifest = kept
+            return PackageResult(name, archive, previous_sha, size, len(files) + 1, f"package/{name}/v{version}", True,
+                                 time.perf_counter() - started, kept_manifest,
+                                 output.resolve() if output else None)  # fmt: skip
     expected = {path: sha for path, (sha, _size) in files.items()}
 
     def write(target: Path, number: int | None) -> tuple[str, int]:
@@ -124,7 +143,7 @@ def build_package(
         if reused:
             _refresh(archive, tmp, sha)
         else:
-            _register(registry, plan, name, tmp, version, digest, sha, size, manifest)
+            _register(registry, plan, name, tmp, version, digest, sha, size, manifest, compresslevel)
         target = archive
         if output is not None:
             _copy_atomic(tmp, output.resolve())
@@ -176,7 +195,9 @@ def _generated(plan: PackagePlan, commit: Any, hw: dict[str, Any]) -> list[Entry
     ]
 
 
-def _hash_all(entries: list[Entry], expected: dict[str, str], report: ProgressFn) -> dict[str, tuple[str, int]]:
+def _hash_all(
+    entries: list[Entry], expected: dict[str, str], report: ProgressFn, hashes: HashCache | None = None
+) -> dict[str, tuple[str, int]]:
     total = sum(e.size for e in entries)
     done = [0]
 
@@ -184,9 +205,16 @@ def _hash_all(entries: list[Entry], expected: dict[str, str], report: ProgressFn
         done[0] += n
         report("hash", done[0], total)
 
+    def read(path: Path) -> str:
+        return sha256_entry(Entry(path.name, source=path), on_bytes)[0]
+
     files = {}
     for entry in entries:
-        sha, size = sha256_entry(entry, on_bytes)
+        if hashes is not None and entry.source is not None:  # a file: its hash may be cached
+            size = entry.source.stat().st_size
+            sha = hashes.sha256(entry.source, read=read)
+        else:
+            sha, size = sha256_entry(entry, on_bytes)
         want = expected.get(entry.path)
         if want is not None and want != sha:
             raise VersioningError(
@@ -212,7 +240,17 @@ def _tmp_root(registry: ArtifactRegistry) -> Path:
     return folder
 
 
-def _version_for(registry: ArtifactRegistry | None, name: str, digest: str) -> tuple[int, str | None]:
+def _hash_cache(registry: ArtifactRegistry | None) -> HashCache | None:
+    if registry is None:
+        return None
+    from llmops_cli.versioning.hashcache import HashCache
+
+    return HashCache(registry.state)
+
+
+def _version_for(
+    registry: ArtifactRegistry | None, name: str, digest: str, compresslevel: int = DEFAULT_COMPRESSLEVEL
+) -> tuple[int, str | None]:
     """(version to embed, sha256 of the latest version's archive when its content is the same)."""
     if registry is None:
         return 0, None
@@ -223,7 +261,9 @@ def _version_for(registry: ArtifactRegistry | None, name: str, digest: str) -> t
         return 1, None
     latest = versions[-1]
     manifest = registry.read_manifest(latest)
-    if manifest.get("params", {}).get("content_digest") == digest:
+    params = manifest.get("params", {})
+    same_level = params.get("compresslevel", DEFAULT_COMPRESSLEVEL) == compresslevel
+    if params.get("content_digest") == digest and same_level:
         shas = [f["sha256"] for f in manifest.get("files", []) if f.get("path") == f"{name}.tar.gz"]
         if shas:
             return latest.version, shas[0]
@@ -240,6 +280,7 @@ def _register(
     sha: str,
     size: int,
     manifest: dict[str, Any],
+    compresslevel: int = DEFAULT_COMPRESSLEVEL,
 ) -> None:
     from llmops_cli.versioning import Input
 
@@ -255,7 +296,12 @@ def _register(
             "files": len(manifest["files"]) + 1,
             "memory_bytes": manifest["hardware"]["memory_bytes"],
         },
-        params={"content_digest": digest, "serves": manifest["serves"], "git_sha": manifest.get("git_sha")},
+        params={
+            "content_digest": digest,
+            "serves": manifest["serves"],
+            "git_sha": manifest.get("git_sha"),
+            "compresslevel": compresslevel,
+        },
         summary=f"{len(manifest['files']) + 1} files, {size} bytes, sha256 {sha[:12]}",
     )
     if registered.version != version:
@@ -264,6 +310,28 @@ def _register(
             "(another build registered at the same time)",
             hint=f"Run 'llmops package {name}' again.",
         )
+
+
+def _reuse_registered(
+    registry: ArtifactRegistry, name: str, sha: str, output: Path | None
+) -> tuple[Path, int, dict[str, Any]] | None:
+    """The registered archive with exactly this content, put back in the work tree (and at ``output``)
+    from the content store if need be; None when neither holds it (then the build writes it again)."""
+    from llmops_cli.package.verify import read_manifest
+    from llmops_cli.versioning.hashcache import HashCache
+
+    archive = registry.folder("package", name) / f"{name}.tar.gz"
+    hashes = HashCache(registry.state)
+    try:
+        if not (archive.is_file() and hashes.sha256(archive) == sha):
+            if not registry.store.has(sha):
+                return None
+            registry.store.copy_out(sha, archive)  # verified as it is copied
+        if output is not None:
+            _copy_atomic(archive, output.resolve())
+        return archive, archive.stat().st_size, read_manifest(archive)
+    finally:
+        hashes.close()
 
 
 def _refresh(archive: Path, built: Path, sha: str) -> None:

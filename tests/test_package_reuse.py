@@ -1,0 +1,78 @@
+"""``llmops package`` of an unchanged bundle reuses the latest version before writing anything.
+
+Fixtures come from tests/test_package.py: a tiny init project with fake weights, a quantized
+variant, an adapter and an index built with the hash embedder (nothing loads torch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import llmops_cli.package.build as build_mod
+from llmops_cli.config import load_config
+from llmops_cli.package import build_package
+from llmops_cli.versioning import ArtifactRegistry
+from llmops_cli.versioning import hashcache as hashcache_mod
+from tests.conftest import git
+from tests.test_package import built, embedder, proj  # noqa: F401  (fixtures)
+
+
+def _build(root: Path, **kwargs: Any) -> Any:
+    return build_package(load_config(root), "bot", **kwargs)
+
+
+def _no_write(*_a: object, **_k: object) -> None:
+    raise AssertionError("an unchanged package must not write an archive")
+
+
+def test_unchanged_rebuild_writes_nothing_and_reads_no_weights(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    first = _build(built)
+    assert first.version == "package/bot/v1" and not first.reused
+    data = first.archive.read_bytes()
+    monkeypatch.setattr(hashcache_mod, "RACY_SECONDS", 0.0)  # the weights were written a moment ago
+    monkeypatch.setattr(build_mod, "write_archive", _no_write)
+    second = _build(built)  # hashes the files once more and remembers them
+    assert second.reused and second.version == "package/bot/v1" and second.sha256 == first.sha256
+    assert second.manifest["version"] == 1 and second.size == len(data)
+    read: list[str] = []
+    original = build_mod.sha256_entry
+
+    def counting(entry: Any, on_bytes: Any = None) -> tuple[str, int]:
+        if entry.source is not None:
+            read.append(str(entry.source))
+        return original(entry, on_bytes)
+
+    monkeypatch.setattr(build_mod, "sha256_entry", counting)
+    third = _build(built, output=built.parent / "out" / "bot.tar.gz")
+    assert third.reused and third.archive.read_bytes() == data
+    assert third.output is not None and third.output.read_bytes() == data
+    assert read == []  # every weight, prompt and document hash came from the stat cache
+    assert git(built, "tag", "--list", "package/*").split() == ["package/bot/v1"]
+
+
+def test_reuse_restores_a_missing_archive_from_the_store(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    first = _build(built)
+    registry = ArtifactRegistry.for_config(load_config(built))
+    if not registry.store.has(first.sha256):  # a small archive is committed to git, not stored
+        registry.store.put(first.archive, first.sha256)
+    data = first.archive.read_bytes()
+    first.archive.unlink()
+    monkeypatch.setattr(build_mod, "write_archive", _no_write)
+    again = _build(built)
+    assert again.reused and again.version == "package/bot/v1" and again.archive.read_bytes() == data
+
+
+def test_changed_weights_or_compression_still_rebuild(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    first = _build(built)
+    monkeypatch.setattr(hashcache_mod, "RACY_SECONDS", 0.0)
+    assert _build(built).reused  # caches every hash
+    other_level = _build(built, compresslevel=6)  # asked for other bytes: built, registered as v2
+    assert not other_level.reused and other_level.version == "package/bot/v2"
+    assert other_level.sha256 != first.sha256
+    prompt = built / "prompts" / "answer.yaml"
+    prompt.write_text(prompt.read_text().replace("concise", "brief"))  # a cached file, edited
+    edited = _build(built, compresslevel=6)
+    assert not edited.reused and edited.version == "package/bot/v3"
