@@ -211,8 +211,10 @@ def _hash_all(
     files = {}
     for entry in entries:
         if hashes is not None and entry.source is not None:  # a file: its hash may be cached
-            size = entry.source.stat().st_size
+            size, hits = entry.source.stat().st_size, hashes.hits
             sha = hashes.sha256(entry.source, read=read)
+            if hashes.hits > hits:
+                on_bytes(size)  # not read: it counts as hashed
         else:
             sha, size = sha256_entry(entry, on_bytes)
         want = expected.get(entry.path)
