@@ -129,10 +129,12 @@ def _llmops() -> list[str]:
     return [*base, "-C", project] if project and project != "." else base
 
 
-def _run(args: list[str], *, stdout_file: Path | None = None) -> tuple[int, str]:
-    """Run llmops; stderr streams into the job log, stdout is kept (and echoed) for the report."""
+def _run(args: list[str], *, stdout_file: Path | None = None, with_stderr: bool = False) -> tuple[int, str]:
+    """Run llmops; stdout is kept (and echoed) for the report. stderr streams into the job log
+    (progress of a long eval), or with ``with_stderr`` is kept too (validate's errors go there)."""
     print(f"::group::llmops {shlex.join(args)}", flush=True)
-    done = subprocess.run([*_llmops(), *args], stdout=subprocess.PIPE, text=True, check=False)
+    stderr = subprocess.STDOUT if with_stderr else None
+    done = subprocess.run([*_llmops(), *args], stdout=subprocess.PIPE, stderr=stderr, text=True, check=False)
     sys.stdout.write(done.stdout)
     print("::endgroup::", flush=True)
     if stdout_file is not None:
@@ -160,7 +162,7 @@ def run_commands(commands: list[str], out_dir: Path) -> tuple[int, list[tuple[st
     sections: list[tuple[str, int, str]] = []
     for command in commands:
         if command == "validate":
-            code, text = _run(["validate"])
+            code, text = _run(["validate"], with_stderr=True)
             sections.append((command, code, f"```\n{text.strip() or '(no output)'}\n```\n" if code else ""))
         elif command == "prompt-diff":
             base = _diff_from()
