@@ -10,8 +10,11 @@ batches are shuffled. A batch is padded to its longest row, so this removes most
 sample project's data: 81% of batch slots held real tokens with plain shuffling, 97% grouped) while
 every epoch still sees the rows in a new order.
 
-Each micro-step takes one global batch of ``rows_per_batch * world_size`` rows from the epoch's order
-and gives each process its slice. When the last global batch of an epoch is short and there are
+Rows are grouped by length in units of one optimizer step's global batch (``rows_per_batch *
+world_size * grad_accum``). Each micro-step takes the next ``rows_per_batch * world_size`` rows of the
+epoch's order and gives each process its slice (process ``r`` of micro-step ``m`` of a step takes the
+slice ``m * world_size + r``), so the rows of a step do not depend on how the global batch is split
+between processes and accumulation. When the last global batch of an epoch is short and there are
 several processes, it is topped up from the start of the same epoch's order (as torch's
 ``DistributedSampler`` pads), so every process gets rows and collective calls stay in step.
 """
@@ -75,7 +78,10 @@ class Schedule:
     def _grouped(self, indices: list[int], rng: random.Random) -> list[int]:
         assert self.lengths is not None
         lengths = self.lengths
-        size = self.rows_per_batch * self.world_size
+        # Grouped by optimizer step (rows per process x processes x accumulation), so runs with the same
+        # global batch see the same rows at each step however it is split: 1 process accumulating 2
+        # micro-batches trains on the rows 2 processes take in one.
+        size = self.rows_per_batch * self.world_size * self.grad_accum
         window = size * GROUP_WINDOW_BATCHES
         batches = []
         for start in range(0, len(indices), window):
@@ -95,6 +101,12 @@ class Schedule:
         if len(chunk) < size and self.world_size > 1:
             chunk = chunk + [order[i % len(order)] for i in range(size - len(chunk))]
         return chunk[rank * self.rows_per_batch : (rank + 1) * self.rows_per_batch]
+
+    def shard_sizes(self) -> list[int]:
+        """Rows each process trains on per epoch (a short last global batch is topped up when several)."""
+        if self.world_size == 1:
+            return [self.num_rows]
+        return [self.micro_per_epoch * self.rows_per_batch] * self.world_size
 
     def micro_indices(self, step: int) -> range:
         """Micro-batches of optimizer step ``step`` (1-based)."""

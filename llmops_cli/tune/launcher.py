@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from llmops_cli.errors import LlmopsError, UsageError
 from llmops_cli.tune import checkpoints as ckpt
 from llmops_cli.tune.modeling import quiet_libraries, require_training_stack
-from llmops_cli.tune.pipeline import TuneResult, open_run, snapshot
+from llmops_cli.tune.pipeline import TuneResult, base_model, open_run, snapshot
 from llmops_cli.tune.spec import parse_tune_config
 from llmops_cli.tune.trainer import TrainingInterrupted
 
@@ -49,10 +49,13 @@ def accelerate_command(
         cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if num_processes is not None:
         cmd += ["--num_processes", str(num_processes)]
-    if use_cpu:
-        cmd.append("--cpu")
-    elif config_file is None and (num_processes or 1) > 1:
+    if config_file is None and (num_processes or 1) > 1:
+        # torchrun starts one process each. accelerate's --cpu would start a single process (its
+        # multi-CPU launch is mpirun), so CPU workers come through the same launcher and join a gloo
+        # group (ACCELERATE_USE_CPU, see worker_env).
         cmd.append("--multi_gpu")
+    elif use_cpu:
+        cmd.append("--cpu")
     cmd += ["-m", WORKER_MODULE, "--project", str(project_root), "--adapter", adapter, "--run-dir", str(run_dir)]
     if resume:
         cmd.append("--resume")
@@ -80,7 +83,10 @@ def launch_tune(
             f"Accelerate config file {config_file} does not exist.", hint="Create it with: accelerate config"
         )
     worker_env = _model_code_env(config, tune.base)
-    snapshot(config, tune)  # register the dataset version once, here, not from N workers at a time
+    # Materialize the base and register the dataset version once, here, not from N workers at a time
+    # (and not while the other workers wait at a barrier bounded by launcher.timeout_s).
+    base_model(config, tune)
+    snapshot(config, tune)
     run_dir = open_run(config, tune, resume=resume, max_steps=max_steps)
     cmd = accelerate_command(
         config.root, name, run_dir, num_processes=num_processes, config_file=config_file, resume=resume,

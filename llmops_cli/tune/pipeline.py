@@ -196,13 +196,11 @@ def execute_run(
     Runs in every process of a multi-process launch; only the main one registers (and returns).
     """
     quiet_libraries()
-    from accelerate import PartialState
-
     from llmops_cli.tune.trainer import train
 
     info = ckpt.read_run(run_dir)
     tune = parse_tune_config(config, name).with_max_steps(info.get("max_steps"))
-    state = PartialState()
+    state = distributed_state(tune.launcher.timeout_s)
     with state.main_process_first():  # one process materializes and snapshots; the others reuse it
         base, base_fp = base_model(config, tune)
         snap = snapshot(config, tune)
@@ -235,6 +233,24 @@ def execute_run(
         if not result.is_main:
             return None
         return register_adapter(config, tune, base, base_fp, snap, result)
+
+
+def distributed_state(timeout_s: int) -> Any:
+    """accelerate's process state, created once per process with a timeout on every collective.
+
+    The first ``PartialState()`` of a process initializes torch.distributed; its ``timeout`` bounds
+    how long a process waits for the others in an all-reduce or barrier, so a rank that died or hung
+    fails the run (with an error naming the collective) instead of leaving the others waiting forever.
+    """
+    import datetime
+
+    from accelerate import PartialState
+    from accelerate.utils import InitProcessGroupKwargs
+
+    kwargs = InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=timeout_s)).to_kwargs()
+    from llmops_cli.tune.trainer import use_cpu
+
+    return PartialState(cpu=use_cpu(), **kwargs)
 
 
 # -- registration ---------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class LauncherSpec:
     type: str = "single"
     num_processes: int | None = None
     config_file: str | None = None
+    timeout_s: int = 600  # collectives (all-reduce, barriers) fail after this instead of hanging
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,18 @@ def mixed_precision(precision: str) -> str:
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
 
 
+def use_cpu() -> bool:
+    """Train on the CPU: no CUDA GPU, or ACCELERATE_USE_CPU set.
+
+    On the CPU, processes started by torchrun (``accelerate launch --multi_gpu``) join a gloo process
+    group only when accelerate is told ``cpu=True``; otherwise each one trains alone, on all the data.
+    """
+    import torch
+    from accelerate.utils import parse_flag_from_env
+
+    return bool(parse_flag_from_env("ACCELERATE_USE_CPU")) or not torch.cuda.is_available()
+
+
 class _Metrics:
     """``metrics.jsonl``, written by the main process only."""
 
@@ -166,14 +178,17 @@ def train(
     it returns True a checkpoint is saved and :class:`TrainingInterrupted` is raised.
     """
     quiet_libraries()
+    import datetime
+
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import InitProcessGroupKwargs, set_seed
     from transformers import get_scheduler
 
     t = tune.training
     check_device(t.precision)
-    accelerator = Accelerator(mixed_precision=mixed_precision(t.precision))
+    timeout = InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=tune.launcher.timeout_s))
+    accelerator = Accelerator(mixed_precision=mixed_precision(t.precision), cpu=use_cpu(), kwargs_handlers=[timeout])
     main = accelerator.is_main_process
 
     def emit(event: TrainEvent) -> None:
@@ -191,6 +206,10 @@ def train(
     emit(TrainEvent("phase", message=f"loading {base.name} ({weights})"))
     set_seed(t.seed)  # before the LoRA layers are created: their initial values come from it
     model = load_for_training(tune, base, accelerator.device)
+    if accelerator.num_processes > 1:
+        # Every process created the same LoRA weights from the same seed; from here on each draws its
+        # own dropout masks (one shared stream would drop the same units on every shard).
+        set_seed(t.seed + accelerator.process_index)
     trainable, total_params = count_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(

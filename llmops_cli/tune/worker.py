@@ -52,15 +52,14 @@ def _print_event(every: int) -> Callable[[TrainEvent], None]:
 def _run_dir(config: ProjectConfig, args: argparse.Namespace) -> Path:
     if args.run_dir:
         return Path(args.run_dir)
-    from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
 
-    from llmops_cli.tune.pipeline import open_run
+    from llmops_cli.tune.pipeline import distributed_state, open_run
     from llmops_cli.tune.spec import parse_tune_config
 
     shared: list[str | None] = [None]
-    if PartialState().is_main_process:
-        tune = parse_tune_config(config, args.adapter)
+    tune = parse_tune_config(config, args.adapter)
+    if distributed_state(tune.launcher.timeout_s).is_main_process:
         shared = [str(open_run(config, tune, resume=args.resume, max_steps=args.max_steps))]
     broadcast_object_list(shared)
     return Path(str(shared[0]))
