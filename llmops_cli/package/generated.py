@@ -43,7 +43,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
     LLMOPS_HOME=/opt/llmops-cache HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 WORKDIR /app
 {toolchain}COPY . /app
-# requirements.txt is the complete, pinned set (llmops itself from wheels/), hence --no-deps.
+# requirements.txt is the complete, pinned set (llmops-cli itself from wheels/), hence --no-deps.
 RUN pip install --no-cache-dir --no-deps -r requirements.txt
 # Load the shipped vector indexes into the local store and prepare model weights, once, at build time.
 RUN llmops -C /app package prepare
