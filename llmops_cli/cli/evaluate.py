@@ -16,7 +16,6 @@ from llmops_cli.text import plural
 
 if TYPE_CHECKING:
     from llmops_cli.evals.results import SuiteResult
-    from llmops_cli.evals.runner import EvalOptions
 
 
 def eval_command(
@@ -87,18 +86,12 @@ def eval_command(
     Outputs are cached in .llmops/cache/eval.sqlite by model fingerprint, adapter, rendered prompt
     and parameters, so re-running an unchanged suite costs almost nothing.
     """
-    from llmops_cli.errors import EvalErrors, QualityGateFailed, UsageError
-    from llmops_cli.evals.runner import EvalOptions, ModelOverride
+    from llmops_cli.evals.runner import EvalOptions
+    from llmops_cli.evals.workflow import EvalHooks, check_outcome, run_evals
 
     consent_to_code(allow_code)
     cfg = STATE.config()
-    names = suites or list(cfg.evals)
-    if not names:
-        raise UsageError("this project declares no eval suites", hint="Add one under `evals:` in llmops.yaml.")
-    if fail_on_regression is not None and baseline is None:
-        raise UsageError("--fail-on-regression needs --baseline REF")
-    overrides = [ModelOverride.parse(m) for m in models.split(",") if m.strip()] if models else [None]
-    base = EvalOptions(
+    options = EvalOptions(
         use_cache=not no_cache,
         limit=limit,
         repeat=repeat,
@@ -108,93 +101,34 @@ def eval_command(
         allow_code=allow_code,
         adversarial=not no_adversarial,
     )
-    all_results: list[SuiteResult] = []
-    failures: list[str] = []
-    for name in names:
-        runs = []
-        for override in overrides:
-            options = EvalOptions(**{**base.__dict__, "override": override})
-            runs.append(_run_one(cfg, name, options, quiet=json_out, allow_errors=allow_errors))
-        if baseline is not None:
-            failures += _compare(cfg, runs, baseline, fail_on_regression, quiet=json_out)
-        if not no_save:
-            version = _save(cfg, runs)
-            if version is not None and not json_out:
-                output.info(f"registered {version.tag}")
-        if len(overrides) > 1 and not json_out:
-            _side_by_side(runs)
-        all_results += runs
-        failures += [f"{r.suite}{_label(r)}: {t.describe()}" for r in runs for t in r.failed_thresholds()]
+    quiet = json_out
+    hooks = EvalHooks(
+        progress=lambda label: _progress(label, enabled=not (quiet or STATE.quiet)),
+        on_result=None if quiet else (lambda result: _print_result(result, allow_errors=allow_errors)),
+        on_baseline=None if quiet else _print_baseline,
+        on_saved=None if quiet else (lambda version: output.info(f"registered {version.tag}")),
+        on_not_saved=output.warn,
+        on_side_by_side=None if quiet else _side_by_side,
+    )
+    run = run_evals(cfg, suites, options, models=models, baseline=baseline,
+                    fail_on_regression=fail_on_regression, save=not no_save, hooks=hooks)  # fmt: skip
     if output_dir is not None:
         from llmops_cli.evals.reports import write_reports
 
-        written = write_reports(all_results, output_dir)
+        written = write_reports(run.results, output_dir)
         if not json_out:
             output.info("reports: " + ", ".join(str(p) for p in written.values()))
     if json_out:
         from llmops_cli.evals.reports.json_report import results_document
 
-        output.print_json(results_document(all_results))
-    errored = [(r, n) for r in all_results if (n := r.error_count)]
-    if errored:
-        counts = "; ".join(f"{r.suite}{_label(r)}: {n} of {plural(len(r.cases), 'case')}" for r, n in errored)
-        total = sum(n for _, n in errored)
-        if not allow_errors:
-            first = next(c.error for r, _ in errored for c in r.cases if c.error) or ""
-            raise EvalErrors(
-                f"{plural(total, 'eval case')} errored ({counts}); an eval with errors does not pass",
-                hint=f"First error: {first.rstrip('.')}. Fix the target (or the server behind it), "
-                "or pass --allow-errors to accept errored cases (they stay unscored)."
-                + (f" Also {len(failures)} quality gate(s) failed." if failures else ""),
-            )
-        if not json_out:
-            output.warn(f"{plural(total, 'case')} errored ({counts}); accepted by --allow-errors")
-    if failures:
-        raise QualityGateFailed(
-            f"{len(failures)} quality gate(s) failed",
-            hint="; ".join(failures[:5]) + (" ..." if len(failures) > 5 else ""),
-        )
+        output.print_json(results_document(run.results))
+    check_outcome(run, allow_errors=allow_errors, warn=None if json_out else output.warn)
 
 
 def _label(result: SuiteResult) -> str:
-    override = result.target.get("override")
-    return f" [{override}]" if override else ""
+    from llmops_cli.evals.workflow import label
 
-
-def _run_one(cfg: Any, name: str, options: EvalOptions, *, quiet: bool, allow_errors: bool = False) -> SuiteResult:
-    from llmops_cli.evals.runner import run_suite
-
-    label = name + (f" [{options.override.label}]" if options.override else "")
-    with _progress(label, enabled=not (quiet or STATE.quiet)) as report:
-        result = run_suite(cfg, name, options, progress=report)
-    if not quiet:
-        _print_result(result, allow_errors=allow_errors)
-    return result
-
-
-def _save(cfg: Any, runs: list[SuiteResult]) -> Any:
-    from llmops_cli.errors import VersioningError
-    from llmops_cli.evals.history import save_result
-
-    try:
-        return save_result(cfg, runs)
-    except VersioningError as error:  # not a git repo: the run still counts, it just is not versioned
-        output.warn(f"results not registered: {error.message}")
-        return None
-
-
-def _compare(cfg: Any, runs: list[SuiteResult], ref: str, limit: float | None, *, quiet: bool) -> list[str]:
-    from llmops_cli.evals.history import attach_baseline, load_baseline, regressions
-
-    failures = []
-    for result in runs:
-        base = load_baseline(cfg, result.suite, ref, target=result.target)
-        attach_baseline(result, base, ref)
-        if not quiet:
-            _print_baseline(result)
-        if limit is not None:
-            failures += [f"{result.suite}{_label(result)} regressed: {r}" for r in regressions(result, limit)]
-    return failures
+    return label(result)
 
 
 @contextlib.contextmanager
