@@ -3,7 +3,7 @@
 Standard library only, so it runs on any runner's ``python3`` whatever the job installed.
 
 ``run`` (what ``action.yml`` calls) reads its inputs from ``LLMOPS_*`` environment variables,
-runs the requested commands in order (``validate``, ``prompt-diff``, ``eval``), each to the end
+runs the requested commands in order (``validate``, ``index``, ``prompt-diff``, ``eval``), each to the end
 even after an earlier one failed, so the comment shows everything. It writes one Markdown report
 to ``$GITHUB_STEP_SUMMARY`` and to the output folder, posts or updates the pull request's sticky
 comment, and exits with the first non-zero llmops exit code (README: "Exit codes"), or 0 when
@@ -27,7 +27,7 @@ from pathlib import Path
 
 MARKER = "<!-- llmops-action:{key} -->"
 MAX_BODY = 60_000  # GitHub refuses comments over 65,536 characters
-COMMANDS = ("validate", "prompt-diff", "eval")
+COMMANDS = ("validate", "index", "prompt-diff", "eval")
 EXIT_MEANINGS = {
     0: "passed",
     1: "internal error (a bug)",
@@ -163,6 +163,9 @@ def run_commands(commands: list[str], out_dir: Path) -> tuple[int, list[tuple[st
     for command in commands:
         if command == "validate":
             code, text = _run(["validate"], with_stderr=True)
+            sections.append((command, code, f"```\n{text.strip() or '(no output)'}\n```\n" if code else ""))
+        elif command == "index":  # every retriever, so chains that retrieve can run in prompt-diff and eval
+            code, text = _run(["index"], with_stderr=True)
             sections.append((command, code, f"```\n{text.strip() or '(no output)'}\n```\n" if code else ""))
         elif command == "prompt-diff":
             base = _diff_from()
