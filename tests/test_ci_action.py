@@ -218,7 +218,7 @@ def test_push_event_skips_prompt_diff_and_comment(project: Path, fake_gh, tmp_pa
 def test_unknown_command_is_a_clear_error(tmp_path: Path, fake_gh) -> None:
     result = _run_action(tmp_path, _action_env(fake_gh, tmp_path, command="deploy"))
     assert result.returncode == 2
-    assert "command: unknown deploy; expected some of: validate, prompt-diff, eval" in result.stderr
+    assert "command: unknown deploy; expected some of: validate, index, prompt-diff, eval" in result.stderr
 
 
 def test_exit_meanings_match_the_readme() -> None:
