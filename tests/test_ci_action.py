@@ -281,7 +281,25 @@ def test_pre_commit_hooks_manifest() -> None:
     assert all(re.search(h["files"], "llmops.yaml") and re.search(h["files"], "prompts/a.yaml") for h in hooks.values())
 
 
+def test_init_pre_commit_config_runs_both_hooks(project: Path) -> None:
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
+    assert hooks["llmops-validate"]["entry"] == "llmops validate"
+    assert hooks["llmops-prompt-lint"]["entry"] == "llmops prompt lint"
+
+
 # -- llmops prompt lint ----------------------------------------------------------------------------
+
+
+def test_prompt_lint_loads_no_heavy_library(project: Path) -> None:
+    probe = (
+        "import sys; from typer.testing import CliRunner; from llmops_cli.cli.app import app;"
+        "r = CliRunner().invoke(app, ['prompt', 'lint']); assert r.exit_code == 0, r.output;"
+        "print(sorted(m for m in ('torch', 'transformers', 'chromadb', 'peft') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_prompt_lint_passes_on_the_template_and_fails_with_every_problem(project: Path, cli) -> None:
