@@ -6,6 +6,7 @@ variant, an adapter and an index built with the hash embedder (nothing loads tor
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 import llmops_cli.package.build as build_mod
 from llmops_cli.config import load_config
+from llmops_cli.errors import UsageError
 from llmops_cli.package import build_package
 from llmops_cli.versioning import ArtifactRegistry
 from llmops_cli.versioning import hashcache as hashcache_mod
@@ -76,3 +78,32 @@ def test_changed_weights_or_compression_still_rebuild(built: Path, monkeypatch: 
     prompt.write_text(prompt.read_text().replace("concise", "brief"))  # a cached file, edited
     edited = _build(built, compresslevel=6)
     assert not edited.reused and edited.version == "package/bot/v3"
+
+
+def test_unchanged_rebuild_does_not_open_the_vector_store(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    import llmops_cli.retrieval.retriever as retriever_mod
+
+    first = _build(built)
+
+    def no_chroma(*_a: object, **_k: object) -> None:
+        raise AssertionError("an unchanged index must come from the export cache")
+
+    monkeypatch.setattr(retriever_mod, "Retriever", no_chroma)
+    again = _build(built)
+    assert again.reused and again.sha256 == first.sha256
+    doc = next(iter((built / "docs").glob("*.md")))
+    doc.write_text(doc.read_text() + "\nOne more line.\n")  # the cached export still checks the documents
+    with pytest.raises(UsageError, match="out of date") as info:
+        _build(built)
+    assert "llmops index kb" in str(info.value.hint)
+
+
+def test_installed_distributions_key_the_requirements_cache(built: Path) -> None:  # noqa: F811
+    first = _build(built)
+    cache = built / ".llmops" / "cache" / "closure.json"
+    pinned = json.loads(cache.read_text())
+    assert pinned["pinned"] and "pyyaml" in pinned["pinned"]
+    pinned["key"] = "stale"  # another set of installed packages: computed again, same pins
+    cache.write_text(json.dumps(pinned))
+    assert _build(built).sha256 == first.sha256
+    assert json.loads(cache.read_text())["key"] != "stale"

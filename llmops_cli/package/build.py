@@ -86,8 +86,8 @@ def build_package(
     check_bundle_config(plan)
     commit = source_commit(config.root, plan.git_paths)
     hw = hardware(plan)
-    entries = _generated(plan, commit, hw) + list(plan.entries.values())
     registry = _registry(config) if register else None
+    entries = _generated(plan, commit, hw, registry.state if registry else None) + list(plan.entries.values())
     hashes = _hash_cache(registry)
     try:
         files = _hash_all(entries, plan.expected, report, hashes)
@@ -182,9 +182,9 @@ def check_bundle_config(plan: PackagePlan) -> None:
             )
 
 
-def _generated(plan: PackagePlan, commit: Any, hw: dict[str, Any]) -> list[Entry]:
+def _generated(plan: PackagePlan, commit: Any, hw: dict[str, Any], state: Path | None = None) -> list[Entry]:
     wheel_name, wheel = llmops_wheel()
-    pinned = closure(roots(plan.needs), plan.needs.no_deps)
+    pinned = _pinned(roots(plan.needs), plan.needs.no_deps, state)
     return [
         Entry("llmops.yaml", data=llmops_yaml(plan)),
         Entry("README.md", data=model_card(plan, commit, hw)),
@@ -193,6 +193,41 @@ def _generated(plan: PackagePlan, commit: Any, hw: dict[str, Any]) -> list[Entry
         Entry("requirements.txt", data=requirements_text(pinned, wheel_name).encode("utf-8")),
         Entry(f"wheels/{wheel_name}", data=wheel),
     ]
+
+
+def _pinned(start: dict[str, set[str]], no_deps: tuple[str, ...], state: Path | None) -> dict[str, str]:
+    """:func:`closure`, remembered in ``.llmops/cache/closure.json`` for as long as the installed
+    distributions (their ``*.dist-info`` folders: name, version and mtime) stay the same."""
+    import hashlib
+    import sys
+
+    if state is None:
+        return closure(start, no_deps)
+    listing = []
+    for entry in dict.fromkeys(sys.path):
+        folder = Path(entry or ".")
+        try:
+            listing += [f"{d.name} {d.stat().st_mtime_ns}" for d in folder.iterdir() if d.name.endswith(".dist-info")]
+        except OSError:
+            continue
+    request = json.dumps([sorted((k, sorted(v)) for k, v in start.items()), sorted(no_deps)])
+    key = hashlib.sha256("\n".join([request, *sorted(listing)]).encode()).hexdigest()
+    path = state / "cache" / "closure.json"
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if cached.get("key") == key and isinstance(cached.get("pinned"), dict):
+            return {str(k): str(v) for k, v in cached["pinned"].items()}
+    except (OSError, ValueError, AttributeError):
+        pass
+    pinned = closure(start, no_deps)
+    try:
+        from llmops_cli.paths import atomic_write_text
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"key": key, "pinned": pinned}, indent=1, sort_keys=True) + "\n")
+    except OSError:
+        pass
+    return pinned
 
 
 def _hash_all(

@@ -315,7 +315,7 @@ def _retrievers(
         art = registered(registry, "index", name, hint=f"Run 'llmops index {name}'.")
         index_json = json.loads(art.files["index.json"].read_text(encoding="utf-8"))
         prefix = f"artifacts/index/{name}"
-        exported = export_index(plan.config, name, index_json, prefix)
+        exported = export_index(plan.config, name, index_json, prefix, registered_hash=art.hash)
         registered_entries, expected = art.entries(prefix)
         for entry in registered_entries + exported.entries:
             plan.add(entry, expected.get(entry.path))

@@ -12,10 +12,16 @@ collection's content instead, sorted by chunk id:
 :func:`restore_index` loads them into the bundle's own Chroma store (``llmops package prepare``,
 run by the Dockerfile and by ``serve.py``). The export is checked against the registered
 ``index/NAME`` version and the documents on disk, so a stale index is never shipped.
+
+Reuse: opening Chroma costs seconds, so a checked export is kept in ``.llmops/cache/index-export/``
+under a key made of the registered ``index/NAME`` version's manifest hash, the export format, the
+collection and the store's collection folders (a rebuilt collection gets a new one). A later build
+with the same key reuses it after checking the documents on disk again; anything else exports anew.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -43,12 +49,28 @@ class IndexExport:
     entries: list[Entry]
 
 
-def export_index(config: ProjectConfig, name: str, index_json: dict[str, Any], prefix: str) -> IndexExport:
-    """The collection of retriever ``name`` as deterministic files under ``prefix/vectors/``."""
+def export_index(
+    config: ProjectConfig, name: str, index_json: dict[str, Any], prefix: str, *, registered_hash: str | None = None
+) -> IndexExport:
+    """The collection of retriever ``name`` as deterministic files under ``prefix/vectors/``
+    (from the export cache when ``registered_hash``, the index version's manifest hash, matches)."""
     from llmops_cli.retrieval import retriever_spec
-    from llmops_cli.retrieval.retriever import Retriever
 
     spec = retriever_spec(config, name)
+    key = _cache_key(config, spec, prefix, registered_hash)
+    cached = _cached(config, name, key, prefix) if key else None
+    if cached is not None:
+        _check_documents(config, name, spec, index_json)
+        return cached
+    exported = _export(config, name, spec, index_json, prefix)
+    if key:
+        _store(config, name, key, exported)
+    return exported
+
+
+def _export(config: ProjectConfig, name: str, spec: Any, index_json: dict[str, Any], prefix: str) -> IndexExport:
+    from llmops_cli.retrieval.retriever import Retriever
+
     collection = Retriever(config, name).collection  # checks the embedding/chunk fingerprint too
     ids, documents, metadatas, vectors = _read_all(collection)
     _check_current(config, name, spec, index_json, metadatas)
@@ -106,17 +128,9 @@ def _check_current(
     config: ProjectConfig, name: str, spec: Any, index_json: dict[str, Any], metadatas: list[dict[str, Any]]
 ) -> None:
     """The store, the registered index.json and the documents on disk must all say the same thing."""
-    from llmops_cli.retrieval import load_documents
-
     registered = {d["id"]: d["sha256"] for d in index_json.get("documents", [])}
     stored = {str(m.get("doc_id")): str(m.get("doc_sha256")) for m in metadatas}
-    documents = load_documents(
-        config.resolve_path(spec.dataset.path),
-        root=config.root,
-        file_format=str(spec.dataset.raw.get("file_format", "auto")),
-        fields=spec.dataset.raw.get("fields"),
-    )
-    on_disk = {d.id: d.sha256 for d in documents}
+    on_disk = _on_disk(config, spec)
     stale = on_disk != registered or stored != registered or len(metadatas) != int(index_json.get("chunks", -1))
     if stale:
         changed = sorted(k for k in on_disk.keys() | registered.keys() if on_disk.get(k) != registered.get(k))
@@ -125,6 +139,89 @@ def _check_current(
             f"The index of retriever '{name}' is out of date with its documents or its registered version{detail}.",
             hint=f"Run 'llmops index {name}'.",
         )
+
+
+def _on_disk(config: ProjectConfig, spec: Any) -> dict[str, str]:
+    from llmops_cli.retrieval import load_documents
+
+    documents = load_documents(
+        config.resolve_path(spec.dataset.path),
+        root=config.root,
+        file_format=str(spec.dataset.raw.get("file_format", "auto")),
+        fields=spec.dataset.raw.get("fields"),
+    )
+    return {d.id: d.sha256 for d in documents}
+
+
+def _check_documents(config: ProjectConfig, name: str, spec: Any, index_json: dict[str, Any]) -> None:
+    """A cached export: the store was checked when it was made; the documents on disk are checked now."""
+    registered = {d["id"]: d["sha256"] for d in index_json.get("documents", [])}
+    on_disk = _on_disk(config, spec)
+    if on_disk != registered:
+        changed = sorted(k for k in on_disk.keys() | registered.keys() if on_disk.get(k) != registered.get(k))
+        raise UsageError(
+            f"The index of retriever '{name}' is out of date with its documents or its registered version "
+            f"(changed documents: {', '.join(changed[:5])}{'...' if len(changed) > 5 else ''}).",
+            hint=f"Run 'llmops index {name}'.",
+        )
+
+
+# -- export cache -----------------------------------------------------------------------------------------
+
+_CACHE_DIR = "index-export"
+_CACHED_FILES = ("collection.json", "chunks.jsonl", "embeddings.npy")
+
+
+def _cache_key(config: ProjectConfig, spec: Any, prefix: str, registered_hash: str | None) -> str | None:
+    if not registered_hash or spec.store.type != "persistent":
+        return None  # a server's collection can change behind our back: always export
+    folder = spec.store_dir(config.root)
+    collections = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not collections:
+        return None
+    parts = [EXPORT_FORMAT, prefix, str(spec.collection), registered_hash, *collections]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _cache_folder(config: ProjectConfig, name: str) -> Path:
+    from llmops_cli.paths import STATE_DIR
+
+    return config.root / STATE_DIR / "cache" / _CACHE_DIR / name
+
+
+def _cached(config: ProjectConfig, name: str, key: str, prefix: str) -> IndexExport | None:
+    folder = _cache_folder(config, name)
+    try:
+        info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
+        if info.get("key") != key:
+            return None
+        data = {f: (folder / f).read_bytes() for f in _CACHED_FILES}
+    except (OSError, ValueError):
+        return None
+    if any(hashlib.sha256(data[f]).hexdigest() != info.get("sha256", {}).get(f) for f in _CACHED_FILES):
+        return None  # damaged or half-written: export again
+    entries = [Entry(f"{prefix}/{VECTORS_DIR}/{f}", data=data[f]) for f in _CACHED_FILES]
+    return IndexExport(str(info["collection"]), int(info["chunks"]), int(info["documents"]), int(info["dimension"]),
+                       entries)  # fmt: skip
+
+
+def _store(config: ProjectConfig, name: str, key: str, exported: IndexExport) -> None:
+    from llmops_cli.paths import atomic_write_bytes
+
+    folder = _cache_folder(config, name)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        shas = {}
+        for entry in exported.entries:
+            base = entry.path.rsplit("/", 1)[-1]
+            assert entry.data is not None
+            atomic_write_bytes(folder / base, entry.data)
+            shas[base] = hashlib.sha256(entry.data).hexdigest()
+        info = {"key": key, "collection": exported.collection, "chunks": exported.chunks,
+                "documents": exported.documents, "dimension": exported.dimension, "sha256": shas}  # fmt: skip
+        atomic_write_bytes(folder / "info.json", (json.dumps(info, indent=2) + "\n").encode())
+    except OSError:
+        return  # only a cache
 
 
 def _matrix(rows: list[Any]) -> Any:
