@@ -126,6 +126,12 @@ def configure(project: Path, fake: FakeLLM, suite: dict[str, Any], name: str = "
     data["models"]["fake2"] = {"provider": "openai", "base_url": fake.url, "model": "fake-2"}
     data["evals"] = {name: suite}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    # The fake model echoes what it is sent; the scaffold's one-line stop would cut injected and leaked
+    # text at its first line break, so these tests pin a stop that only ends at the next question.
+    prompt = project / "prompts" / "answer.yaml"
+    text = prompt.read_text()
+    if 'stop: ["\\n"]' in text:
+        prompt.write_text(text.replace('stop: ["\\n"]', 'stop: ["\\nQuestion:"]'))
     git(project, "add", "-A")
     git(project, "commit", "-qm", "eval setup")
 
@@ -260,7 +266,7 @@ def test_prompt_diff_eval_shows_metric_deltas(project: Path, fake_llm: FakeLLM, 
     configure(project, fake_llm, quality_suite(thresholds={}))
     prompt = project / "prompts" / "answer.yaml"
     # The new template hides the question from the model, so the oracle cannot answer any more.
-    text = prompt.read_text().replace("Question: {{ question }}", "Question: (see above) {{ question|length }}")
+    text = prompt.read_text().replace("{{ question }}", "(see above) {{ question|length }}")
     prompt.write_text(text)
     result = cli("prompt", "diff", "answer", "--from", "HEAD", "--eval", "quality", "--format", "json", cwd=project)
     assert result.exit_code == 0, result.output

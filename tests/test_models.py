@@ -104,7 +104,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=2,
-        max_position_embeddings=512,  # room for the sample prompts (providers check the window)
+        max_position_embeddings=2048,  # room for the sample and scaffold prompts (providers check the window)
         bos_token_id=0,
         eos_token_id=1,
         pad_token_id=1,
