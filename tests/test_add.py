@@ -130,3 +130,11 @@ def test_add_errors_are_clear(project: Path, cli) -> None:
     assert whole.exit_code == 2 and "contains the artifact's own folder" in whole.output
     bad_input = cli("add", "x.txt", "--kind", "file", "--input", "model/none", cwd=project)
     assert bad_input.exit_code == 2 and "no versions of model/none" in bad_input.output
+
+
+def test_hash_cache_keeps_the_state_folder_ignored(project: Path) -> None:
+    state = project / ".llmops"
+    assert not state.exists()
+    (project / "f.txt").write_text("x")
+    HashCache(state).sha256(project / "f.txt")
+    assert git(project, "status", "--porcelain") == "?? f.txt\n"  # .llmops/ ignores itself

@@ -87,6 +87,8 @@ def build_package(
     commit = source_commit(config.root, plan.git_paths)
     hw = hardware(plan)
     registry = _registry(config) if register else None
+    if registry is not None:
+        registry.ensure_state_dir()  # the caches below live in .llmops/, which must ignore itself
     entries = _generated(plan, commit, hw, registry.state if registry else None) + list(plan.entries.values())
     hashes = _hash_cache(registry)
     try:

@@ -38,6 +38,7 @@ class HashCache:
     """``sha256(path)`` that reads the file only when its stat changed since it was last hashed."""
 
     def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
         self.path = state_dir / "cache" / CACHE_FILE
         self._db: sqlite3.Connection | None = None
         self.hits = 0
@@ -47,6 +48,9 @@ class HashCache:
         if self._db is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                ignore = self.state_dir / ".gitignore"  # .llmops/ ignores itself (as ensure_state_dir does)
+                if not ignore.exists():
+                    ignore.write_text("# llmops state: content store, caches, indexes\n*\n")
                 db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(_SCHEMA)
