@@ -666,3 +666,18 @@ def test_training_on_a_gpu_in_mixed_precision(untied_llama_dir: Path, tmp_path: 
     result = _train(untied_llama_dir, tmp_path / "run", tune)
     assert result.device == "cuda" and result.precision in ("bf16", "fp16")
     assert result.eval_loss_after < result.eval_loss_before
+
+
+def test_dry_run_shows_processes_shards_and_the_launch_command(tune_cli: Any, tune_project: Path) -> None:
+    result = tune_cli("tune", "a-lora", "--dry-run", "--num-processes", "2", "--json", cwd=tune_project)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["launcher"] == "accelerate" and plan["num_processes"] == 2 and plan["effective_batch"] == 8
+    # 49 rows, 8 a global micro-batch: 7 micro-batches an epoch, the last one topped up to 4 + 4.
+    assert plan["rows"] == 49 and plan["shard_rows"] == [28, 28] and plan["steps_per_epoch"] == 7
+    command = plan["command"]
+    assert command[command.index("--num_processes") + 1] == "2" and "llmops_cli.tune.worker" in command
+    table = tune_cli("tune", "a-lora", "--dry-run", "--num-processes", "2", cwd=tune_project)
+    assert table.exit_code == 0 and "process 1" in table.stdout and "accelerate.commands.launch" in table.stdout
+    assert "4 per process x 2 processes x 1 accumulated" in table.stdout
+    assert not (tune_project / ".llmops" / "runs").exists()

@@ -79,14 +79,17 @@ def run(
     implied = "accelerate" if (num_processes or accelerate_config) else tune.launcher.type
     kind = launcher.value if launcher else implied
     processes = num_processes or tune.launcher.num_processes
+    config_file = accelerate_config or (
+        cfg.resolve_path(tune.launcher.config_file) if tune.launcher.config_file else None
+    )
     if dry_run:
-        plan = plan_tune(cfg, adapter, max_steps=max_steps, num_processes=processes or 1)
+        plan = plan_tune(
+            cfg, adapter, max_steps=max_steps, num_processes=processes or 1, launcher=kind,
+            config_file=config_file if kind == "accelerate" else None,
+        )  # fmt: skip
         output.print_json(plan.as_dict()) if json_out else _print_plan(plan)
         return
     if kind == "accelerate":
-        config_file = accelerate_config or (
-            cfg.resolve_path(tune.launcher.config_file) if tune.launcher.config_file else None
-        )
         result = launch_tune(
             cfg, adapter, resume=resume, max_steps=max_steps, num_processes=processes, config_file=config_file,
             echo=output.info,
@@ -131,7 +134,10 @@ def merge(
 
 
 def _print_plan(plan: TunePlan) -> None:
+    import shlex
+
     from llmops_cli.cli.output import human_size
+    from llmops_cli.text import plural
 
     rows = [
         ["adapter", f"{plan.adapter} ({plan.method} on {plan.base}: {plan.base_source})"],
@@ -140,12 +146,22 @@ def _print_plan(plan: TunePlan) -> None:
                            f"{plan.dropped} dropped)"],
         ["sequences / epoch", f"{plan.rows:,} ({'packed' if plan.packing else 'one example each'}; "
                               f"{plan.padding_efficiency:.0%} of batch slots are real tokens)"],
-        ["steps", f"{plan.steps_per_epoch} per epoch, {plan.total_steps} total ({plan.epochs:.2f} epochs, "
-                  f"{plan.effective_batch} sequences per step, {plan.num_processes} process(es))"],
+        ["steps", f"{plan.steps_per_epoch} per epoch, {plan.total_steps} total ({plan.epochs:.2f} epochs)"],
+        ["global batch", f"{plan.effective_batch} sequences per step = {plan.batch_size} per process x "
+                         f"{plural(plan.num_processes, 'process', 'processes')} x "
+                         f"{plan.gradient_accumulation_steps} accumulated"],
         ["trainable parameters", f"{plan.trainable_params:,} of {plan.total_params:,} ({plan.trainable_pct:.3f}%)"],
     ]  # fmt: skip
     memory = ", ".join(f"{k} {human_size(v)}" for k, v in plan.memory.items() if k != "total")
-    rows.append(["memory (estimate)", f"{human_size(plan.memory['total'])} per process: {memory}"])
+    topped = sum(plan.shard_rows) - plan.rows
+    for rank, shard in enumerate(plan.shard_rows):
+        label = "process" if plan.num_processes == 1 else f"process {rank}"
+        rows.append([label, f"{shard:,} sequences per epoch; memory (estimate) {human_size(plan.memory['total'])}: "
+                            f"{memory}"])  # fmt: skip
+    if topped > 0:
+        rows.append(["", f"the short last batch of an epoch is topped up with {topped} repeated sequences"])
+    if plan.command:
+        rows.append(["launcher", shlex.join(plan.command)])
     output.table(f"llmops tune {plan.adapter} --dry-run", ["", "plan"], rows)
 
 

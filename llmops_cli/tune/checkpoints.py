@@ -163,9 +163,10 @@ def load_checkpoint(
             f"{accelerator.num_processes}.",
             hint="Resume with the same --num-processes: the data order depends on it.",
         )
-    weights = load_file(str(checkpoint / WEIGHTS_FILE), device=str(accelerator.device))
+    # A gloo (CPU) process's device is "cpu:<rank>", which safetensors and torch.load refuse; CPU memory is one.
+    device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
+    weights = load_file(str(checkpoint / WEIGHTS_FILE), device=device)
     set_peft_model_state_dict(accelerator.unwrap_model(model), weights)
-    device = accelerator.device
     optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=device, weights_only=True))
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
     restore_rng_state(torch.load(checkpoint / f"rng_state_{accelerator.process_index}.pth", weights_only=False))

@@ -53,7 +53,7 @@ def accelerate_command(
         # torchrun starts one process each. accelerate's --cpu would start a single process (its
         # multi-CPU launch is mpirun), so CPU workers come through the same launcher and join a gloo
         # group (ACCELERATE_USE_CPU, see worker_env).
-        cmd.append("--multi_gpu")
+        cmd += ["--multi_gpu", "--quiet"]  # quiet: a failed process is summarized, not traced back twice
     elif use_cpu:
         cmd.append("--cpu")
     cmd += ["-m", WORKER_MODULE, "--project", str(project_root), "--adapter", adapter, "--run-dir", str(run_dir)]
@@ -104,10 +104,13 @@ def launch_tune(
             f"Training of '{name}' was interrupted; the last checkpoint is in {run_dir}.",
             hint=f"Resume with: llmops tune {name} --resume --launcher accelerate",
         )
+    resume_cmd = f"llmops tune {name} --resume --launcher accelerate" + (
+        f" --num-processes {num_processes}" if num_processes else ""
+    )
     raise LlmopsError(
-        f"accelerate launch exited with code {returncode} before the adapter was registered (run {run_dir.name}).",
-        hint="The workers' error is printed above. Fix it, then resume with: "
-        f"llmops tune {name} --resume --launcher accelerate",
+        f"accelerate launch exited with code {returncode} before the adapter was registered (run {run_dir.name}); "
+        "nothing was registered.",
+        hint=f"The failing process and its error are printed above. Fix it, then resume with: {resume_cmd}",
     )
 
 

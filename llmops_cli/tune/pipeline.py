@@ -100,8 +100,17 @@ def dry_run_split(config: ProjectConfig, tune: TuneConfig) -> tuple[list[dict[st
 # -- dry run ----------------------------------------------------------------------------------------
 
 
-def plan_tune(config: ProjectConfig, name: str, *, max_steps: int | None = None, num_processes: int = 1) -> TunePlan:
-    """What ``llmops tune NAME`` would do: counts, steps and a memory estimate; nothing is written."""
+def plan_tune(
+    config: ProjectConfig,
+    name: str,
+    *,
+    max_steps: int | None = None,
+    num_processes: int = 1,
+    launcher: str = "single",
+    config_file: Path | None = None,
+) -> TunePlan:
+    """What ``llmops tune NAME`` would do: counts, steps, shards, a memory estimate per process and
+    (``launcher="accelerate"``) the command it would run; nothing is written."""
     from llmops_cli.tune.plan import build_plan
 
     tune = parse_tune_config(config, name).with_max_steps(max_steps)
@@ -111,7 +120,7 @@ def plan_tune(config: ProjectConfig, name: str, *, max_steps: int | None = None,
 
     base, _ = base_model(config, tune)
     train_examples, eval_examples = dry_run_split(config, tune)
-    return build_plan(
+    plan = build_plan(
         tune,
         base,
         train_examples,
@@ -120,6 +129,16 @@ def plan_tune(config: ProjectConfig, name: str, *, max_steps: int | None = None,
         num_processes=num_processes,
         device_type="cuda" if torch.cuda.is_available() else "cpu",
     )
+    plan.launcher = launcher
+    if launcher == "accelerate":
+        from llmops_cli.tune.launcher import accelerate_command
+
+        run_dir = ckpt.runs_dir(config.root, name) / "<new-run>"
+        plan.command = accelerate_command(
+            config.root, name, run_dir, num_processes=num_processes, config_file=config_file,
+            use_cpu=not torch.cuda.is_available(),
+        )  # fmt: skip
+    return plan
 
 
 # -- runs ---------------------------------------------------------------------------------------------

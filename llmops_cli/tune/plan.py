@@ -48,6 +48,11 @@ class TunePlan:
     trainable_params: int
     total_params: int
     memory: dict[str, int] = field(default_factory=dict)  # bytes per process, by part, and "total"
+    batch_size: int = 1  # sequences per micro-batch per process
+    gradient_accumulation_steps: int = 1
+    shard_rows: list[int] = field(default_factory=list)  # rows each process trains on per epoch
+    launcher: str = "single"
+    command: list[str] | None = None  # what --launcher accelerate will run (the run folder is made then)
 
     @property
     def trainable_pct(self) -> float:
@@ -97,6 +102,9 @@ def build_plan(
         trainable_params=trainable,
         total_params=total,
         memory=estimate_memory(tune, base, model, stats, device_type),
+        batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        shard_rows=schedule.shard_sizes(),
     )
 
 
@@ -114,7 +122,11 @@ def _padding_efficiency(rows: Sequence[Any], schedule: Schedule) -> float:
 def estimate_memory(
     tune: TuneConfig, base: BaseModel, model: Any, stats: FormatStats, device_type: str
 ) -> dict[str, int]:
-    """Bytes one process needs, by part (see the module docstring for what is counted)."""
+    """Bytes one process needs, by part (see the module docstring for what is counted).
+
+    Data parallel processes each hold the whole model and their own micro-batch, so every process
+    needs this much (FSDP or DeepSpeed ZeRO would shard the weights; that is not counted).
+    """
     config = model.get_base_model().config
     load_bytes = _DTYPE_BYTES.get(base.dtype, 4 if device_type == "cpu" else 2)
     weights = trainable = 0

@@ -65,8 +65,44 @@ def _run_dir(config: ProjectConfig, args: argparse.Namespace) -> Path:
     return Path(str(shared[0]))
 
 
+def _lost_peer(error: BaseException) -> bool:
+    """A collective failed because another process is gone or stuck (gloo/NCCL errors, timeouts)."""
+    import torch.distributed as dist
+
+    if isinstance(error, getattr(dist, "DistError", ())):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(
+        mark in text for mark in ("gloo", "NCCL", "Connection reset", "Connection closed", "timed out", "Timed out")
+    )
+
+
+def die_with_parent() -> None:
+    """Have Linux kill this process when its launcher dies.
+
+    torchrun starts the workers in their own process group, so SIGKILL of ``llmops tune``'s group
+    (a job scheduler, ``kill -9 -PGID``) would leave them training, and even registering, as orphans.
+    With PR_SET_PDEATHSIG they die with the launcher, and ``--resume`` picks up the last checkpoint.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the launcher died before the call above
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.run_dir:  # started by llmops tune: its launcher owns this process
+        die_with_parent()
     from llmops_cli.config import load_config
     from llmops_cli.tune.pipeline import execute_run, stop_on_signals
     from llmops_cli.tune.spec import parse_tune_config
@@ -92,6 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if not _lost_peer(error):
+            raise
+        import os
+
+        rank, world = os.environ.get("RANK", "?"), os.environ.get("WORLD_SIZE", "?")
+        detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        print(f"error: training process {rank} of {world} lost the others in a collective: {detail}", file=sys.stderr)
+        print("Another process crashed or was killed (the launcher names it below), or one waited longer than "
+              "launcher.timeout_s.", file=sys.stderr)  # fmt: skip
+        return 1
     if result is not None:
         print(f"registered {result.version}", file=sys.stderr)
     return 0
