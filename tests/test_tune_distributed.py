@@ -224,3 +224,82 @@ def test_a_dead_rank_fails_the_run_without_hanging_or_registering(tmp_path: Path
     (run_dir,) = runs.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
     assert registered(root, "dp") == [] and worker_pids(root) == {}
+
+
+# --- FSDP ----------------------------------------------------------------------------------------------
+
+FSDP_CONFIG = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: FSDP
+num_machines: 1
+num_processes: {processes}
+mixed_precision: 'no'
+fsdp_config:
+  fsdp_version: 2
+  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP
+  fsdp_transformer_layer_cls_to_wrap: LlamaDecoderLayer
+  fsdp_state_dict_type: SHARDED_STATE_DICT
+  fsdp_reshard_after_forward: true
+  fsdp_cpu_ram_efficient_loading: false
+  fsdp_offload_params: false
+"""
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@pytest.mark.skipif("__import__('torch').cuda.is_available()", reason="checks the refusal on a CPU-only machine")
+def test_fsdp_is_refused_on_a_cpu_only_machine(tmp_path: Path, untied_llama_dir: Path) -> None:
+    """accelerate runs FSDP on GPU process groups only (see launcher.check_engine): say so, train nothing."""
+    root = dp_project(tmp_path / "proj", untied_llama_dir)
+    (root / "fsdp.yaml").write_text(FSDP_CONFIG.format(processes=2))
+    code, _, err = finish(llmops(root, "tune", "dp", "--accelerate-config", "fsdp.yaml"), timeout=120)
+    assert code == 2, err[-3000:]
+    assert "FSDP" in err and "no CUDA GPU" in err and "--num-processes 2" in err
+    assert not (root / ".llmops" / "runs").exists() and registered(root, "dp") == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_cuda_count() == 0, reason="accelerate runs FSDP on GPUs only (needs CUDA)")
+def test_fsdp_checkpoints_through_save_state_and_resume(tmp_path: Path, untied_llama_dir: Path) -> None:
+    """FSDP2 on every GPU here: checkpoints via accelerator.save_state, SIGKILL + --resume matches an
+    uninterrupted run, and the adapter gathered to the main process loads with plain peft."""
+    processes = _cuda_count()
+    root = dp_project(tmp_path / "proj", untied_llama_dir)
+    doc = yaml.safe_load((root / "llmops.yaml").read_text())
+    doc["adapters"]["dp"]["training"]["precision"] = "fp32"
+    doc["adapters"]["dp"]["launcher"] = {"type": "accelerate", "num_processes": processes, "config_file": "fsdp.yaml"}
+    (root / "llmops.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    (root / "fsdp.yaml").write_text(FSDP_CONFIG.format(processes=processes))
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-qm", "fsdp"], cwd=root, check=True)
+
+    steps = "40"
+    process = llmops(root, "tune", "dp", "--max-steps", steps, start_new_session=True)
+    runs = root / ".llmops" / "runs" / "dp"
+    wait_for(lambda: any((p / "trainer_state.json").is_file() for p in runs.glob("*/checkpoint-*")), process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    (killed,) = runs.iterdir()
+    checkpoint = next(killed.glob("checkpoint-*"))
+    assert (checkpoint / "accelerate_state").is_dir() and not (checkpoint / "optimizer.pt").exists()
+
+    code, out, err = finish(llmops(root, "tune", "dp", "--resume", "--json"))
+    assert code == 0, err[-3000:]
+    resumed = json.loads(out)
+    assert resumed["resumed_from"] and resumed["metrics"]["steps"] == int(steps)
+    code, out, err = finish(llmops(root, "tune", "dp", "--max-steps", steps, "--json"))
+    assert code == 0, err[-3000:]
+    fresh = Path(json.loads(out)["run_dir"])
+    assert_same_tensors(adapter_tensors(killed / "adapter"), adapter_tensors(fresh / "adapter"), atol=TENSOR_ATOL)
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(untied_llama_dir), str(killed / "adapter"))
+    lora = {k: v for k, v in model.state_dict().items() if "lora_B" in k}
+    assert lora and all(torch.isfinite(v).all() and v.abs().sum() > 0 for v in lora.values())

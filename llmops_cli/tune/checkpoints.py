@@ -28,6 +28,7 @@ from llmops_cli.paths import STATE_DIR, atomic_write_text
 RUN_FILE = "run.json"
 STATE_FILE = "trainer_state.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
+SHARDED_DIR = "accelerate_state"  # accelerator.save_state() output, FSDP/DeepSpeed runs
 KEEP_CHECKPOINTS = 2  # the newest two: if the last one is damaged on disk, the one before still works
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -131,7 +132,13 @@ def save_checkpoint(
         tmp.mkdir()
     accelerator.wait_for_everyone()
     torch.save(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pth")
-    if accelerator.is_main_process:
+    if is_sharded(accelerator):
+        # FSDP / DeepSpeed: weights and optimizer states live in shards across the processes; every
+        # process writes its part through accelerate (the scheduler is not prepared by accelerate).
+        accelerator.save_state(str(tmp / SHARDED_DIR))
+        if accelerator.is_main_process:
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    elif accelerator.is_main_process:
         weights = get_peft_model_state_dict(accelerator.unwrap_model(model))
         save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS_FILE))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -165,12 +172,29 @@ def load_checkpoint(
         )
     # A gloo (CPU) process's device is "cpu:<rank>", which safetensors and torch.load refuse; CPU memory is one.
     device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
+    if is_sharded(accelerator):
+        if not (checkpoint / SHARDED_DIR).is_dir():
+            raise UsageError(
+                f"{checkpoint} was written without FSDP/DeepSpeed; this run uses {accelerator.distributed_type}.",
+                hint="Resume with the accelerate config the run started with.",
+            )
+        accelerator.load_state(str(checkpoint / SHARDED_DIR))
+        scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
+        restore_rng_state(torch.load(checkpoint / f"rng_state_{accelerator.process_index}.pth", weights_only=False))
+        return state
     weights = load_file(str(checkpoint / WEIGHTS_FILE), device=device)
     set_peft_model_state_dict(accelerator.unwrap_model(model), weights)
     optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=device, weights_only=True))
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
     restore_rng_state(torch.load(checkpoint / f"rng_state_{accelerator.process_index}.pth", weights_only=False))
     return state
+
+
+def is_sharded(accelerator: Any) -> bool:
+    """FSDP or DeepSpeed: no process holds the whole model or optimizer state."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
 def rng_state() -> dict[str, Any]:

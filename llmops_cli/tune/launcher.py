@@ -82,6 +82,8 @@ def launch_tune(
         raise UsageError(
             f"Accelerate config file {config_file} does not exist.", hint="Create it with: accelerate config"
         )
+    if config_file is not None:
+        check_engine(config_file, cuda=torch.cuda.is_available())
     worker_env = _model_code_env(config, tune.base)
     # Materialize the base and register the dataset version once, here, not from N workers at a time
     # (and not while the other workers wait at a barrier bounded by launcher.timeout_s).
@@ -112,6 +114,31 @@ def launch_tune(
         "nothing was registered.",
         hint=f"The failing process and its error are printed above. Fix it, then resume with: {resume_cmd}",
     )
+
+
+SHARDED_ENGINES = ("FSDP", "DEEPSPEED")
+
+
+def check_engine(config_file: Path, *, cuda: bool) -> str:
+    """The accelerate config's ``distributed_type``; FSDP and DeepSpeed are refused without CUDA.
+
+    accelerate (1.16) turns FSDP on only for GPU-type process groups (its state never pairs FSDP
+    with MULTI_CPU), and ``accelerate launch`` sends a ``use_cpu`` config to its single-process
+    launcher: on a CPU-only machine such a run would silently train in one unsharded process.
+    """
+    import yaml
+
+    try:
+        raw = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise UsageError(f"Cannot read the accelerate config {config_file}: {error}") from None
+    engine = str(raw.get("distributed_type", "NO")).upper() if isinstance(raw, dict) else "NO"
+    if engine in SHARDED_ENGINES and not cuda:
+        raise UsageError(
+            f"{config_file} asks for {engine}, which accelerate runs on GPUs only; this machine has no CUDA GPU.",
+            hint="On the CPU, train data parallel instead: llmops tune NAME --launcher accelerate --num-processes 2",
+        )
+    return engine
 
 
 def _model_code_env(config: ProjectConfig, base: str) -> dict[str, str] | None:

@@ -297,8 +297,12 @@ def train(
             )
 
     adapter_dir = run_dir / ADAPTER_DIR
+    # FSDP / DeepSpeed: every process takes part in gathering the full weights to the main process.
+    full_state = accelerator.get_state_dict(model) if ckpt.is_sharded(accelerator) else None
     if main:
-        accelerator.unwrap_model(model).save_pretrained(str(adapter_dir), safe_serialization=True)
+        accelerator.unwrap_model(model).save_pretrained(
+            str(adapter_dir), state_dict=full_state, safe_serialization=True
+        )
         _record_base_source(adapter_dir, base.source)
     accelerator.wait_for_everyone()
     result = TrainResult(
