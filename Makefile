@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 DEMO_DIR ?= /tmp/llmops-demo
 export LLMOPS_TEST_HOME ?= $(CURDIR)/.cache/test-home
 
-.PHONY: setup test test-fast lint typecheck demo demo-full bench clean
+.PHONY: setup test test-fast lint typecheck demo demo-full bench gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -49,6 +49,14 @@ demo: setup
 # the quantization gate (support-quality on base-q4 against the original).
 demo-full: setup
 	bash scripts/demo.sh --full $(DEMO_DIR)
+
+# Every CUDA path in one run (gpu-marked tests, GPU tune/quantize/serve benchmarks, 2-GPU DDP): about 7
+# minutes on one GPU, table in benchmarks/results/gpu_check.txt; without a GPU each part is skipped
+# with its reason (exit 0). make setup's torch is a CPU build: on a GPU machine, point GPU_PYTHON at
+# an interpreter with PyPI's CUDA torch (scripts/gpu_check.py prints how).
+GPU_PYTHON ?= $(BIN)/python
+gpu-check: setup
+	$(GPU_PYTHON) scripts/gpu_check.py
 
 bench: setup
 	$(BIN)/python benchmarks/cli_startup.py

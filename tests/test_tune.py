@@ -681,3 +681,15 @@ def test_dry_run_shows_processes_shards_and_the_launch_command(tune_cli: Any, tu
     assert table.exit_code == 0 and "process 1" in table.stdout and "accelerate.commands.launch" in table.stdout
     assert "4 per process x 2 processes x 1 accumulated" in table.stdout
     assert not (tune_project / ".llmops" / "runs").exists()
+
+
+@pytest.mark.skipif("__import__('torch').cuda.is_available()", reason="checks the skips of a CPU-only machine")
+def test_gpu_check_skips_every_part_without_a_gpu(tmp_path: Path) -> None:
+    env = {**os.environ, "LLMOPS_GPU_CHECK_RESULTS": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gpu_check.py")], capture_output=True,
+                          text=True, env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [p["part"] for p in report["parts"]] == ["gpu tests", "tune", "quantize", "serve", "ddp"]
+    assert all(p["status"] == "skipped" and "CUDA" in p["result"] for p in report["parts"])
+    assert (tmp_path / "gpu_check.txt").read_text() in done.stdout + "\n"
