@@ -60,7 +60,10 @@ def run(
         typer.Option("--launcher", help="single: this process; accelerate: `accelerate launch` (default: yaml)."),
     ] = None,
     num_processes: Annotated[
-        int | None, typer.Option("--num-processes", min=1, help="Processes (GPUs) for --launcher accelerate.")
+        int | None,
+        typer.Option(
+            "--num-processes", min=1, help="Processes for --launcher accelerate: one per GPU, or CPU processes."
+        ),
     ] = None,
     accelerate_config: Annotated[
         Path | None, typer.Option("--accelerate-config", help="An `accelerate config` file (FSDP, DeepSpeed...).")
