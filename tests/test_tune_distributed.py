@@ -21,6 +21,7 @@ twin to 1e-6.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -224,6 +225,46 @@ def test_a_dead_rank_fails_the_run_without_hanging_or_registering(tmp_path: Path
     (run_dir,) = runs.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
     assert registered(root, "dp") == [] and worker_pids(root) == {}
+
+
+@needs_proc
+def test_a_hung_rank_fails_the_run_at_the_collective_timeout(tmp_path: Path, untied_llama_dir: Path) -> None:
+    """A process that stops answering (SIGSTOP) must not leave the other waiting forever: launcher.timeout_s."""
+    root = dp_project(tmp_path / "proj", untied_llama_dir, timeout_s=15)
+    process = llmops(root, "tune", "dp", "--max-steps", "100000", start_new_session=True)
+    runs = root / ".llmops" / "runs" / "dp"
+    wait_for(lambda: any(runs.glob("*/checkpoint-*")) and len(worker_pids(root)) == 2, process)
+    hung = worker_pids(root)[1]
+    os.kill(hung, signal.SIGSTOP)
+    started = time.time()
+    try:
+        code, _, err = finish(process, timeout=180)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGKILL)
+    assert code == 1, err[-3000:]
+    assert 14 <= time.time() - started < 150
+    assert "lost the others in a collective" in err and "nothing was registered" in err
+    (run_dir,) = runs.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed" and registered(root, "dp") == []
+
+
+def test_ctrl_c_checkpoints_every_process_and_exits_130(tmp_path: Path, untied_llama_dir: Path) -> None:
+    """Ctrl-C reaches the launcher's group; both processes stop at the same step after one checkpoint."""
+    root = dp_project(tmp_path / "proj", untied_llama_dir)
+    process = llmops(root, "tune", "dp", "--max-steps", "100000", start_new_session=True)
+    runs = root / ".llmops" / "runs" / "dp"
+    wait_for(lambda: any((p / "trainer_state.json").is_file() for p in runs.glob("*/checkpoint-*")), process)
+    os.killpg(process.pid, signal.SIGINT)
+    code, _, err = finish(process, timeout=120)
+    assert code == 130, err[-3000:]
+    assert "llmops tune dp --resume --launcher accelerate --num-processes 2" in err
+    assert err.count("was interrupted") == 1 and "Traceback" not in err
+    (run_dir,) = runs.iterdir()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    last = run_dir / info["last_checkpoint"]
+    assert {p.name for p in last.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
 
 
 # --- FSDP ----------------------------------------------------------------------------------------------

@@ -101,14 +101,14 @@ def launch_tune(
     status = ckpt.read_run(run_dir).get("status")
     if status == "finished":
         return TuneResult.from_run(run_dir)
-    if status == "interrupted":
-        raise TrainingInterrupted(
-            f"Training of '{name}' was interrupted; the last checkpoint is in {run_dir}.",
-            hint=f"Resume with: llmops tune {name} --resume --launcher accelerate",
-        )
     resume_cmd = f"llmops tune {name} --resume --launcher accelerate" + (
         f" --num-processes {num_processes}" if num_processes else ""
     )
+    if status == "interrupted":
+        raise TrainingInterrupted(
+            f"Training of '{name}' was interrupted; the last checkpoint is in {run_dir}.",
+            hint=f"Resume with: {resume_cmd}",
+        )
     raise LlmopsError(
         f"accelerate launch exited with code {returncode} before the adapter was registered (run {run_dir.name}); "
         "nothing was registered.",

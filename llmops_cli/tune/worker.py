@@ -121,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
                 stop=stop,
             )
     except LlmopsError as error:
+        from llmops_cli.tune.trainer import TrainingInterrupted
+
+        if isinstance(error, TrainingInterrupted) and args.run_dir:
+            return error.exit_code  # every process stopped at the same step; llmops tune says so once
         print(f"error: {error.message}", file=sys.stderr)
         if error.hint:
             print(error.hint, file=sys.stderr)
