@@ -50,10 +50,10 @@ demo: setup
 demo-full: setup
 	bash scripts/demo.sh --full $(DEMO_DIR)
 
-# Every CUDA path in one run (gpu-marked tests, GPU tune/quantize/serve benchmarks, 2-GPU DDP): about 7
-# minutes on one GPU, table in benchmarks/results/gpu_check.txt; without a GPU each part is skipped
-# with its reason (exit 0). make setup's torch is a CPU build: on a GPU machine, point GPU_PYTHON at
-# an interpreter with PyPI's CUDA torch (scripts/gpu_check.py prints how).
+# Every CUDA path in one run (gpu-marked tests, GPU tune/quantize/serve benchmarks, 2-GPU DDP), each
+# part under a time limit (about 8 minutes at most on one GPU); table in benchmarks/results/gpu_check.txt.
+# Without a GPU each part is skipped with its reason (exit 0). make setup's torch is a CPU build: on a
+# GPU machine, point GPU_PYTHON at an interpreter with PyPI's CUDA torch (gpu_check.py prints how).
 GPU_PYTHON ?= $(BIN)/python
 gpu-check: setup
 	$(GPU_PYTHON) scripts/gpu_check.py
