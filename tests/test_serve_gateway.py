@@ -165,6 +165,14 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 # --- a scripted upstream: timing and failures ---------------------------------------------------------------
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A test upstream whose clients (the gateway under test) may hang up mid-answer on purpose (the
+    504 test): socketserver would print that as a traceback into whatever captures stderr then."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 class ScriptedUpstream:
     """An OpenAI-style server whose stream sends one piece, then waits for ``release`` before the rest."""
 
@@ -218,7 +226,7 @@ class ScriptedUpstream:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -218,16 +218,16 @@ def test_prompt_longer_than_the_context_is_400_with_both_numbers(served: Path) -
             answer = post(url, path, body)
             assert answer.status_code == 400, answer.text
             message = error_of(answer)["message"]
-            assert "512-token context window" in message and "The prompt is " in message
+            assert "2048-token context window" in message and "The prompt is " in message
             tokens = int(message.split("The prompt is ")[1].split()[0])
-            assert tokens > 512
+            assert tokens > 2048
         # Truncation only when asked: the last N tokens, or (-1) as many as leave room for max_tokens.
         kept = post(url, "/v1/chat/completions", chat_body(long_text, truncate_prompt_tokens=40))
         assert kept.status_code == 200, kept.text
         assert kept.json()["usage"]["prompt_tokens"] == 40
         fitted = post(url, "/v1/chat/completions", chat_body(long_text, truncate_prompt_tokens=-1))
         assert fitted.status_code == 200, fitted.text
-        assert fitted.json()["usage"]["prompt_tokens"] == 512 - 4
+        assert fitted.json()["usage"]["prompt_tokens"] == 2048 - 4
         streamed = post(url, "/v1/completions", {"prompt": long_text, "truncate_prompt_tokens": -1, "stream": True})
         assert streamed.status_code == 200 and "[DONE]" in streamed.text
         zero = post(url, "/v1/chat/completions", chat_body(truncate_prompt_tokens=0))
