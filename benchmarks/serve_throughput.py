@@ -98,7 +98,11 @@ def start_server(project: Path, max_batch: int) -> tuple[subprocess.Popen[str], 
         port = probe.getsockname()[1]
     command = [sys.executable, __file__, "--serve", str(project), str(port), str(max_batch)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    return wait_ready(proc, f"http://127.0.0.1:{port}")
+
+
+def wait_ready(proc: subprocess.Popen[str], url: str) -> tuple[subprocess.Popen[str], str]:
+    """Wait until the server at ``url`` answers /ready with 200 (300 s at most)."""
     import httpx
 
     deadline = time.monotonic() + 300
@@ -240,8 +244,6 @@ def server_part(args: argparse.Namespace) -> None:
 
 def start_cli_server(project: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     """``llmops -C project serve ARGS`` on a free port, until /ready."""
-    import httpx
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -250,19 +252,7 @@ def start_cli_server(project: Path, *args: str, env: dict[str, str]) -> tuple[su
     proc = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            if httpx.get(url + "/ready", timeout=5).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not become ready in 300 s")
+    return wait_ready(proc, f"http://127.0.0.1:{port}")
 
 
 def gateway_part(args: argparse.Namespace) -> None:
