@@ -67,7 +67,10 @@ def test_renamed_variable_is_breaking_in_every_format(project: Path, pcli: Any) 
     assert answer["status"] == "modified" and answer["variables"]["renamed"] == {"question": "query"}
     assert breaking_kinds(data) == ["variable_added", "variable_removed"]
     removed = next(b for b in answer["breaking"] if b["kind"] == "variable_removed")
-    assert "chain 'rag-answer' step 2 (prompt-2), chain 'rag-answer-tuned' step 2 (prompt-2) still pass it" in removed["reason"]
+    assert (
+        "chain 'rag-answer' step 2 (prompt-2), chain 'rag-answer-tuned' step 2 (prompt-2) still pass it"
+        in removed["reason"]
+    )
     assert "-Question: {{ question }}" in answer["diff"]["template"]
     assert answer["dependents"]["chains"] == ["rag-answer", "rag-answer-tuned"]
     assert answer["dependents"]["evals"] == ["quality", "quality-tuned"]

@@ -324,4 +324,6 @@ def test_cli_render_chat_template(pcli: Any, project: Path, tiny_model_dir: Path
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("<s>system\nYou are a concise assistant.")
     assert "<s>user\nQuestion: Which command lists versioned artifacts?" in result.stdout  # a few-shot turn
-    assert result.stdout.endswith('Answer the question "hi" in one sentence, using the context above.</s>\n<s>assistant\n')
+    assert result.stdout.endswith(
+        'Answer the question "hi" in one sentence, using the context above.</s>\n<s>assistant\n'
+    )
