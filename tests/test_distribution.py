@@ -128,14 +128,8 @@ def test_init_template_readme_names_the_distribution(project: Path) -> None:
 
 
 @pytest.mark.slow
-def test_built_wheel_installs_a_working_llmops_in_a_fresh_venv(tmp_path: Path) -> None:
-    dist = tmp_path / "dist"
-    build = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(REPO_ROOT)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout + build.stderr
-    (wheel,) = dist.glob("*.whl")
+def test_built_wheel_installs_a_working_llmops_in_a_fresh_venv(tmp_path: Path, built_wheel: Path) -> None:
+    wheel = built_wheel
     assert wheel.name.startswith("llmops_cli-")
     with zipfile.ZipFile(wheel) as archive:
         (meta,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]

@@ -13,14 +13,9 @@ from .conftest import REPO_ROOT
 
 
 @pytest.mark.slow
-def test_wheel_in_fresh_venv_has_templates_and_schema(tmp_path: Path) -> None:
-    dist = tmp_path / "dist"
-    build = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(REPO_ROOT)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout + build.stderr
-    (wheel,) = dist.glob("llmops_cli-*.whl")
+def test_wheel_in_fresh_venv_has_templates_and_schema(tmp_path: Path, built_wheel: Path) -> None:
+    wheel = built_wheel
+    assert wheel.name.startswith("llmops_cli-")
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
