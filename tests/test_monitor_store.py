@@ -91,6 +91,8 @@ class Breaker:
 
 def test_store_batches_writes_from_many_threads(location: Path | str) -> None:
     with MonitorStore(location) as store:
+        if isinstance(location, Path):
+            assert store.journal_mode == "wal"  # readers run while the writer writes
 
         def write(start: int) -> None:
             for i in range(start, start + 250):

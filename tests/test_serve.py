@@ -562,32 +562,6 @@ def record(i: int, ts: float, **extra: Any) -> RequestRecord:
     return RequestRecord(id=f"r{i}", ts=ts, endpoint="/v1/chat/completions", status=200, input=f"in {i}", **extra)
 
 
-def test_monitor_store_batches_writes_from_many_threads(tmp_path: Path) -> None:
-    path = tmp_path / "m.db"
-    with MonitorStore(path) as store:
-        assert store.journal_mode == "wal"
-
-        def write(start: int) -> None:
-            for i in range(start, start + 250):
-                store.log_request(record(i, 1000.0 + i, meta={"i": i}))
-
-        threads = [threading.Thread(target=write, args=(k * 250,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert store.flush()
-        assert store.count() == 1000
-        window = store.requests_between(1100.0, 1200.0)
-        assert [r.id for r in window] == [f"r{i}" for i in range(100, 200)] and window[0].meta == {"i": 100}
-        store.add_feedback("r5", score=1.0, label="good")
-        assert [f.label for f in store.feedback_between()] == ["good"]
-    with MonitorStore(path) as again:  # close() wrote everything; a new process sees it
-        assert again.count() == 1000 and again.get("r7").input == "in 7"  # type: ignore[union-attr]
-        assert again.log_many(record(i, 5000.0 + i) for i in range(1000, 6000)) == 5000
-        assert again.count(endpoint="/v1/chat/completions") == 6000
-
-
 def test_monitor_store_lives_in_the_ignored_state_folder(project: Path) -> None:
     from tests.conftest import git
 
