@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llmops_cli.config.model import ModelSpec  # noqa: E402
+from llmops_cli.config.project import ModelSpec  # noqa: E402
 from llmops_cli.generation import GenerationParams, GenerationRequest, GenerationResult  # noqa: E402
 from llmops_cli.providers import LocalProvider  # noqa: E402
 

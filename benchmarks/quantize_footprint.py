@@ -90,7 +90,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from llmops_cli.config import load_config
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
     from llmops_cli.models import materialize
     from llmops_cli.quantize import quantize
     from llmops_cli.quantize.loading import quiet_bitsandbytes

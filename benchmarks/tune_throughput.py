@@ -59,7 +59,7 @@ def load_examples(kind: str) -> list[dict[str, Any]]:
 
 
 def smollm2_folder() -> Path:
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
     from llmops_cli.models import materialize
 
     return materialize(ModelSpec(name="base", source="smollm2-135m-instruct"), ROOT)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from llmops_cli.config import load_config
-from llmops_cli.config.model import ProjectConfig
+from llmops_cli.config.project import ProjectConfig
 from llmops_cli.data import check_dataset, dataset_stats, load_rows, normalize_text, snapshot_dataset, to_example
 from llmops_cli.data.stats import distribution
 from llmops_cli.errors import EXIT_USAGE, ConfigError, UsageError

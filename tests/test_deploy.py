@@ -310,10 +310,10 @@ def test_invalid_rendering_exits_2_and_records_nothing(
 def test_without_the_kubernetes_package_structural_checks_still_reject(
     proj: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llmops_cli.deploy import validate
+    from llmops_cli.deploy import manifest_check
 
     register_package(proj, "one")
-    monkeypatch.setattr(validate, "_models_module", lambda: None)
+    monkeypatch.setattr(manifest_check, "_models_module", lambda: None)
     result = deploy(load_config(proj), "prod", SCHEMA)
     assert result.validation is not None and result.validation.ok and result.validation.validator == "structure"
     assert "pip install 'kubernetes>=37'" in result.validation.notes[0]

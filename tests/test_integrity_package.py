@@ -391,7 +391,7 @@ def test_crafted_artifact_manifest_is_not_packed(
 
 def test_deploy_unpack_verifies_once_and_a_reused_folder_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from llmops_cli.deploy import local
-    from llmops_cli.deploy.packages import PackageRef
+    from llmops_cli.deploy.package_ref import PackageRef
     from llmops_cli.package import verify as verify_mod
 
     files = {"llmops.yaml": b"version: 1\nname: bot\n", "prompts/a.yaml": b"template: hi\n"}
@@ -439,7 +439,7 @@ def _registered_package(project: Path, tmp_path: Path) -> tuple[Any, Any, dict[s
 def test_deploy_refuses_a_crafted_package_manifest(
     project: Path, tmp_path: Path, change: dict[str, Any], message: str
 ) -> None:
-    from llmops_cli.deploy.packages import _locate
+    from llmops_cli.deploy.package_ref import _locate
     from llmops_cli.errors import VersioningError
 
     registry, version, entry = _registered_package(project, tmp_path)
@@ -449,7 +449,7 @@ def test_deploy_refuses_a_crafted_package_manifest(
 
 
 def test_deploy_refuses_a_package_file_linked_out_of_its_folder(project: Path, tmp_path: Path) -> None:
-    from llmops_cli.deploy.packages import _locate
+    from llmops_cli.deploy.package_ref import _locate
     from llmops_cli.errors import VersioningError
 
     registry, version, entry = _registered_package(project, tmp_path)
@@ -463,7 +463,7 @@ def test_deploy_refuses_a_package_file_linked_out_of_its_folder(project: Path, t
 
 
 def test_deploy_never_serves_a_corrupt_store_object(project: Path, tmp_path: Path) -> None:
-    from llmops_cli.deploy.packages import _locate, package_at
+    from llmops_cli.deploy.package_ref import _locate, package_at
     from llmops_cli.versioning.store import QUARANTINE, CorruptObjectError
 
     registry, version, entry = _registered_package(project, tmp_path)

@@ -124,7 +124,7 @@ def test_allow_code_flags_consent_to_model_code(remote: Path, cli: Any, args: tu
 
 
 def test_load_quantized_checks_consent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
     from llmops_cli.quantize import loading
 
     folder = tmp_path / "q8"

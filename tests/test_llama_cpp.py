@@ -385,7 +385,7 @@ def test_quantize_gguf_registers_a_version_served_on_llama_cpp(tiny_spm_llama: P
 
 
 def test_vllm_gets_the_gguf_file_of_a_gguf_build() -> None:
-    from llmops_cli.deploy.packages import _served_model
+    from llmops_cli.deploy.package_ref import _served_model
 
     component = {
         "kind": "quantized",

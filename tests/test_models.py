@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from llmops_cli.config.model import ModelSpec, ProjectConfig
+from llmops_cli.config.project import ModelSpec, ProjectConfig
 from llmops_cli.errors import EXIT_DEPENDENCY, MissingDependencyError, UnavailableError, UsageError
 from llmops_cli.models import EMBEDDED_MODELS, fingerprint, list_models, load_model, materialize, resolve
 from llmops_cli.models.embedded import EmbeddedModel
@@ -210,7 +210,7 @@ import sys
 from pathlib import Path
 import llmops_cli.models.resolver
 import llmops_cli.models
-from llmops_cli.config.model import ModelSpec
+from llmops_cli.config.project import ModelSpec
 from llmops_cli.models import resolve, EMBEDDED_MODELS
 root = Path({str(tmp_path)!r})
 for source in [*EMBEDDED_MODELS, "org/name", "models/x", "x.gguf"]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from llmops_cli.config.model import ModelSpec, ProjectConfig
+from llmops_cli.config.project import ModelSpec, ProjectConfig
 from llmops_cli.errors import UnavailableError, UsageError
 from llmops_cli.generation import GenerationParams, GenerationRequest
 from llmops_cli.providers import (
@@ -63,7 +63,7 @@ def test_importing_and_getting_providers_stays_light(tmp_path: Path) -> None:
     code = f"""
 import sys
 from pathlib import Path
-from llmops_cli.config.model import ProjectConfig
+from llmops_cli.config.project import ProjectConfig
 from llmops_cli.providers import get_provider
 root = Path({str(tmp_path)!r})
 models = {{"base": {{"source": "smollm2-135m-instruct"}},

@@ -226,7 +226,7 @@ def test_quantized_name_works_as_a_provider(qproject: Path) -> None:
 
 def test_models_entry_over_a_quantized_folder_loads_as_saved(tmp_path: Path, qproject: Path) -> None:
     """A package rewrites its quantized model as models: {x: {source: artifacts/quantized/x}}."""
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
     from llmops_cli.providers import LocalProvider
     from llmops_cli.quantize import prequantized_folder, quantize
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from llmops_cli.config import load_config
-from llmops_cli.config.model import ProjectConfig
+from llmops_cli.config.project import ProjectConfig
 from llmops_cli.errors import EXIT_USAGE, ConfigError, UsageError
 from llmops_cli.retrieval import (
     ChunkSettings,

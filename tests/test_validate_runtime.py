@@ -70,7 +70,7 @@ def test_what_validate_reports_is_what_the_chain_run_refuses(sample: Path) -> No
 
     from llmops_cli.chains import ChainRunner, ChainStepError
     from llmops_cli.chains.runtime import ProjectRuntime
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
 
     _rename_question(sample)
     data = yaml.safe_load((sample / "llmops.yaml").read_text())

@@ -1,8 +1,8 @@
 """Project configuration: ``llmops.yaml`` loading, validation and the typed config object."""
 
 from llmops_cli.config.loader import ValidationResult, load_config, validate_project
-from llmops_cli.config.model import DatasetSpec, Entry, ModelSpec, ProjectConfig, PromptRef, StorageSpec
 from llmops_cli.config.problems import Problem
+from llmops_cli.config.project import DatasetSpec, Entry, ModelSpec, ProjectConfig, PromptRef, StorageSpec
 
 __all__ = [
     "DatasetSpec",

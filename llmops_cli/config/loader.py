@@ -14,8 +14,8 @@ from typing import Any
 
 from llmops_cli.config.containment import ALLOW_KEY, is_inside, outside_message
 from llmops_cli.config.envvars import expand, missing_message, set_project_allow
-from llmops_cli.config.model import ProjectConfig
 from llmops_cli.config.problems import Problem, ProblemList
+from llmops_cli.config.project import ProjectConfig
 from llmops_cli.config.references import RefChecker
 from llmops_cli.config.schema_check import check
 from llmops_cli.config.yamlpos import Located, YamlLoadError, load_located

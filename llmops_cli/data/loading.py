@@ -20,7 +20,7 @@ from llmops_cli.data.readers import RECORD_FILES, dataset_files, file_format_of,
 from llmops_cli.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import DatasetSpec, ProjectConfig
+    from llmops_cli.config.project import DatasetSpec, ProjectConfig
 
 
 @dataclass

@@ -23,7 +23,7 @@ from llmops_cli.data.readers import dataset_files
 from llmops_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
     from llmops_cli.versioning import ArtifactRegistry, ArtifactVersion
 
 TRAIN_FILE, EVAL_FILE, STATS_FILE = "train.jsonl", "eval.jsonl", "stats.json"

@@ -18,7 +18,7 @@ from llmops_cli.data.tokens import ProgressFn, default_max_seq_len, default_mode
 from llmops_cli.errors import LlmopsError, UsageError
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
 
 MAX_EXAMPLES = 5  # example pairs kept per finding
 _SNIPPET = 80

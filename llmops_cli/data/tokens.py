@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.errors import UsageError, require
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
 
 DEFAULT_MAX_SEQ_LEN = 512  # the schema's default for training.max_seq_len
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.deploy.k8s import Manifest, Rendered, default_image
+from llmops_cli.deploy.manifest_check import Problem, Validation, parse_quantity
 from llmops_cli.deploy.spec import CONTAINER_PORT, dns_label, release_name
-from llmops_cli.deploy.validate import Problem, Validation, parse_quantity
 
 if TYPE_CHECKING:
-    from llmops_cli.deploy.packages import PackageRef
+    from llmops_cli.deploy.package_ref import PackageRef
     from llmops_cli.deploy.spec import DeploymentSpec
 
 CONTEXT_DIR = "context"

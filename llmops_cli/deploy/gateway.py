@@ -26,7 +26,7 @@ from llmops_cli.errors import UsageError
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
     from llmops_cli.deploy.k8s import Rendered
-    from llmops_cli.deploy.packages import PackageRef
+    from llmops_cli.deploy.package_ref import PackageRef
     from llmops_cli.deploy.spec import DeploymentSpec
 
 STORE_ENV = "LLMOPS_MONITOR_STORE"  # read by the server before monitor.store (llmops_cli.monitor.store)

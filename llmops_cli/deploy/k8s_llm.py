@@ -44,7 +44,7 @@ VLLM_PORT = 8001  # vLLM's port inside the pod; the gateway has CONTAINER_PORT (
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
-    from llmops_cli.deploy.packages import PackageRef, ServedAdapter, ServedModel
+    from llmops_cli.deploy.package_ref import PackageRef, ServedAdapter, ServedModel
     from llmops_cli.deploy.spec import DeploymentSpec
 
 VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"  # pinned: edit the rendered manifest to move to another release
@@ -87,7 +87,7 @@ def _common_notes(package: PackageRef, model: ServedModel, out: Rendered) -> Non
 
 
 def render_vllm(config: ProjectConfig, spec: DeploymentSpec, package: PackageRef) -> Rendered:
-    from llmops_cli.deploy.packages import llm_weights
+    from llmops_cli.deploy.package_ref import llm_weights
 
     out = Rendered()
     model, adapters = llm_weights(config, package)
@@ -196,7 +196,7 @@ def claim_name(spec: DeploymentSpec) -> str:
 
 
 def render_kserve(config: ProjectConfig, spec: DeploymentSpec, package: PackageRef) -> Rendered:
-    from llmops_cli.deploy.packages import llm_weights
+    from llmops_cli.deploy.package_ref import llm_weights
 
     out = Rendered()
     model, adapters = llm_weights(config, package)

@@ -28,7 +28,7 @@ from llmops_cli.paths import STATE_DIR, atomic_write_text, file_lock
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
-    from llmops_cli.deploy.packages import PackageRef
+    from llmops_cli.deploy.package_ref import PackageRef
     from llmops_cli.deploy.spec import DeploymentSpec
 
 STATE_FILE = "state.json"

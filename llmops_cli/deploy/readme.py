@@ -9,7 +9,7 @@ from llmops_cli.deploy.spec import release_name
 
 if TYPE_CHECKING:
     from llmops_cli.deploy.k8s import Rendered
-    from llmops_cli.deploy.packages import PackageRef
+    from llmops_cli.deploy.package_ref import PackageRef
     from llmops_cli.deploy.spec import DeploymentSpec
 
 

@@ -21,7 +21,7 @@ from llmops_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
-    from llmops_cli.deploy.packages import PackageRef
+    from llmops_cli.deploy.package_ref import PackageRef
     from llmops_cli.deploy.spec import DeploymentSpec
     from llmops_cli.versioning import ArtifactRegistry, ArtifactVersion
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.text import plural
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
     from llmops_cli.evals.results import SuiteResult
     from llmops_cli.evals.runner import EvalOptions, ModelOverride
 

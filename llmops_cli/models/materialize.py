@@ -34,7 +34,7 @@ from llmops_cli.models.resolver import (
 from llmops_cli.paths import atomic_write_text, file_lock
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 _STALE_AFTER_S = 24 * 3600  # a build dir this old belongs to a run that crashed, not a slow one

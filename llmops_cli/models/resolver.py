@@ -20,8 +20,8 @@ from llmops_cli.models.embedded import EMBEDDED_MODELS, EmbeddedModel, embedded_
 from llmops_cli.models.hashing import cached_file_sha256
 from llmops_cli.paths import llmops_home
 
-if TYPE_CHECKING:  # config.model is light, but the config package's __init__ pulls the loader in
-    from llmops_cli.config.model import ModelSpec, ProjectConfig
+if TYPE_CHECKING:  # config.project is light, but the config package's __init__ pulls the loader in
+    from llmops_cli.config.project import ModelSpec, ProjectConfig
 
 ModelKind = Literal["embedded", "hf_folder", "gguf", "hub", "remote"]
 

@@ -33,7 +33,7 @@ from llmops_cli.package.manifest import build_manifest, content_digest, hardware
 from llmops_cli.package.requirements import closure, llmops_wheel, requirements_text, roots
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
     from llmops_cli.versioning import ArtifactRegistry
     from llmops_cli.versioning.hashcache import HashCache
 

@@ -44,7 +44,7 @@ from llmops_cli.package.sources import (
 )
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
     from llmops_cli.versioning import ArtifactRegistry
 
 PLACEHOLDER_DIR = "data/not-shipped"

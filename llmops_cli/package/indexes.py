@@ -33,7 +33,7 @@ from llmops_cli.errors import UsageError
 from llmops_cli.package.archive import Entry
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
 
 EXPORT_FORMAT = "llmops-index-export/1"
 VECTORS_DIR = "vectors"

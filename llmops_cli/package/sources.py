@@ -20,7 +20,7 @@ from llmops_cli.errors import UnavailableError, UsageError, VersioningError
 from llmops_cli.package.archive import Entry
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ModelSpec, ProjectConfig
+    from llmops_cli.config.project import ModelSpec, ProjectConfig
     from llmops_cli.versioning import ArtifactRegistry
 
 ARTIFACT_MANIFEST = "artifact.json"

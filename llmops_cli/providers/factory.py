@@ -20,7 +20,7 @@ from llmops_cli.providers.openai_http import OpenAIProvider
 from llmops_cli.providers.runtime import LLAMA_CPP, choose_runtime
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ModelSpec, ProjectConfig
+    from llmops_cli.config.project import ModelSpec, ProjectConfig
 
 SUPPORTED_REMOTE = ("openai",)
 

@@ -40,7 +40,7 @@ from llmops_cli.generation import GenerationParams, GenerationRequest, Generatio
 from llmops_cli.providers.common import ProgressCallback, check_messages, transcript
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
 
 DEFAULT_CONTEXT = 4096  # tokens per slot unless max_context says otherwise (capped by the model's own)
 SEED_MODULUS = 2**32 - 1  # llama.cpp seeds are uint32 and 0xFFFFFFFF means "pick one at random"

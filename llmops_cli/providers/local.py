@@ -27,7 +27,7 @@ from llmops_cli.generation import GenerationParams, GenerationRequest, Generatio
 from llmops_cli.providers.common import ProgressCallback, check_messages, find_stop, plan_batches, transcript
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
 
 ADAPTER_CONFIG = "adapter_config.json"
 # Sampling knobs a checkpoint's generation_config.json may carry; we lift them off the model so a

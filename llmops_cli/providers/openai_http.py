@@ -34,7 +34,7 @@ from llmops_cli.generation import GenerationRequest, GenerationResult
 from llmops_cli.providers.common import ProgressCallback, check_messages, cut_at_stop
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_RETRIES = 3

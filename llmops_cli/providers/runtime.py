@@ -26,7 +26,7 @@ from llmops_cli.engines import llama_cpp as engine
 from llmops_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
 
 RUNTIMES = ("auto", "transformers", "llama-cpp")
 TRANSFORMERS = "transformers"

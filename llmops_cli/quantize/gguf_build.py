@@ -29,7 +29,7 @@ from llmops_cli.quantize.progress import Progress, silent
 from llmops_cli.quantize.quality import run_quality_check
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
     from llmops_cli.quantize.pipeline import QuantizeResult
     from llmops_cli.quantize.spec import QuantizeSpec
 
@@ -107,7 +107,7 @@ def measure_gguf(
     config: ProjectConfig, spec: QuantizeSpec, gguf: Path, *, new_tokens: int, repeats: int
 ) -> Measurement:
     """Load time, footprint (the mapped file) and greedy generation speed of ``gguf`` on llama.cpp."""
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
     from llmops_cli.engines.cpus import usable_cpus
     from llmops_cli.generation import GenerationParams, GenerationRequest
     from llmops_cli.providers.llama_cpp import LlamaCppProvider

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.errors import UnavailableError, UsageError, require
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ModelSpec, ProjectConfig
+    from llmops_cli.config.project import ModelSpec, ProjectConfig
 
 ADAPTER_DIR = "adapter"  # merge: false ships the LoRA adapter in this subfolder
 _STAGED: dict[tuple[str, str], Path] = {}
@@ -53,7 +53,7 @@ def quantized_folder(config: ProjectConfig, name: str) -> Path:
 
 def quantized_model_spec(config: ProjectConfig, name: str) -> ModelSpec:
     """A local model spec over the built quantized model ``name``; says how to build it when missing."""
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
 
     if name not in config.quantized:
         from llmops_cli.quantize.spec import unknown_name_error

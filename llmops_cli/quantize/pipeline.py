@@ -48,7 +48,7 @@ from llmops_cli.quantize.quality import QualityReport, run_quality_check
 from llmops_cli.quantize.spec import QuantizeSpec, parse_quantize_spec
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
     from llmops_cli.tune.modeling import BaseModel
     from llmops_cli.versioning import Input
 

@@ -18,7 +18,7 @@ from llmops_cli.errors import UnavailableError, UsageError
 from llmops_cli.quantize.progress import Progress, silent
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
     from llmops_cli.evals.results import SuiteResult
     from llmops_cli.quantize.spec import QuantizeSpec
 

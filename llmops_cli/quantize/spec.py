@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
 
 QUANT_TYPES = ("nf4", "fp4")
 METHODS = ("bitsandbytes", "gguf")

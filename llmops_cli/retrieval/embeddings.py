@@ -20,7 +20,7 @@ from llmops_cli.errors import UsageError, require
 from llmops_cli.models.hashing import text_sha256
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
 
 DEFAULT_EMBEDDING = "all-minilm-l6-v2"
 DEFAULT_BATCH_SIZE = 32
@@ -52,7 +52,7 @@ class EmbeddingModel:
 
 def resolve_embedding(config: ProjectConfig, value: str) -> EmbeddingModel:
     """Locate an embedding model without loading it (errors carry the exact fix)."""
-    from llmops_cli.config.model import ModelSpec
+    from llmops_cli.config.project import ModelSpec
     from llmops_cli.models import fingerprint, materialize_resolved, resolve
 
     declared = config.models.get(value)

@@ -35,7 +35,7 @@ from llmops_cli.retrieval.store import (
 )
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
     from llmops_cli.versioning import ArtifactRegistry
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total); phases: documents, load, chunks

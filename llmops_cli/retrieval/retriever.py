@@ -19,7 +19,7 @@ from llmops_cli.retrieval.spec import RetrieverSpec, retriever_spec
 from llmops_cli.retrieval.store import collection_fingerprint, get_collection, open_client
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from llmops_cli.retrieval.chunking import ChunkSettings
 from llmops_cli.retrieval.embeddings import DEFAULT_EMBEDDING
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import DatasetSpec, ProjectConfig
+    from llmops_cli.config.project import DatasetSpec, ProjectConfig
 
 DEFAULT_STORE_PATH = ".llmops/chroma"
 DEFAULT_TOP_K = 3

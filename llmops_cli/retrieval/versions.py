@@ -21,7 +21,7 @@ from llmops_cli.retrieval.documents import Document
 from llmops_cli.retrieval.spec import RetrieverSpec
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
     from llmops_cli.retrieval.index import IndexStats
     from llmops_cli.versioning import ArtifactRegistry
 

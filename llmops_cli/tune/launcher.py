@@ -26,7 +26,7 @@ from llmops_cli.tune.spec import parse_tune_config
 from llmops_cli.tune.trainer import TrainingInterrupted
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
 
 WORKER_MODULE = "llmops_cli.tune.worker"
 

@@ -24,7 +24,7 @@ from llmops_cli.tune.modeling import quiet_libraries
 from llmops_cli.tune.spec import parse_tune_config
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
 
 MARKER = ".llmops-merged.json"  # marks a folder this command wrote (and may overwrite)
 

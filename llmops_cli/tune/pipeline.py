@@ -25,7 +25,7 @@ from llmops_cli.tune.spec import TuneConfig, parse_tune_config
 from llmops_cli.tune.trainer import METRICS_FILE, ProgressFn, TrainingInterrupted, TrainResult
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
     from llmops_cli.tune.plan import TunePlan
 
 CURVE_FILE = "training_curve.png"

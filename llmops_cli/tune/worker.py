@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from llmops_cli.errors import LlmopsError
 
 if TYPE_CHECKING:
-    from llmops_cli.config.model import ProjectConfig
+    from llmops_cli.config.project import ProjectConfig
     from llmops_cli.tune.trainer import TrainEvent
 
 

@@ -24,8 +24,8 @@ from llmops_cli.errors import ConfigError, UsageError
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
     from llmops_cli.deploy.local import LocalState
-    from llmops_cli.deploy.packages import PackageRef
-    from llmops_cli.deploy.validate import Validation
+    from llmops_cli.deploy.manifest_check import Validation
+    from llmops_cli.deploy.package_ref import PackageRef
     from llmops_cli.versioning import ArtifactVersion
 
 ProgressFn = Callable[[str, int, int], None]
@@ -105,7 +105,7 @@ def deploy(
         raise UsageError("--from-project serves the project folder on this machine: only for target local.")
     package = None
     if not options.from_project:
-        from llmops_cli.deploy.packages import resolve_package
+        from llmops_cli.deploy.package_ref import resolve_package
 
         package = resolve_package(
             config, spec.package, version=options.package_version, build=options.build, progress=progress
@@ -226,7 +226,7 @@ def _check_foreign(folder: Path, keep: tuple[str, ...]) -> None:
 
 
 def _validate(spec: DeploymentSpec, folder: Path, validator: str) -> Validation:
-    from llmops_cli.deploy.validate import Validation
+    from llmops_cli.deploy.manifest_check import Validation
 
     if validator == "none":
         return Validation("none", notes=["validation skipped (--validate none)"])
@@ -234,7 +234,7 @@ def _validate(spec: DeploymentSpec, folder: Path, validator: str) -> Validation:
         from llmops_cli.deploy.docker import validate_compose
 
         return validate_compose(folder, env_var=spec.keys_env, use_docker=validator in ("auto", "kubectl"))
-    from llmops_cli.deploy.validate import validate_manifests
+    from llmops_cli.deploy.manifest_check import validate_manifests
 
     with tempfile.TemporaryDirectory(prefix="llmops-validate-") as tmp:
         # Only the manifests: kubectl -R would also try README.md's folder siblings.
