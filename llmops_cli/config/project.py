@@ -42,6 +42,9 @@ class ModelSpec:
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None
+    trust_remote_code: bool = False
+    chat_template: str | None = None
+    max_context: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -121,6 +124,9 @@ class ProjectConfig:
                 base_url=spec.get("base_url"),
                 model=spec.get("model"),
                 api_key_env=spec.get("api_key_env"),
+                trust_remote_code=bool(spec.get("trust_remote_code", False)),
+                chat_template=spec.get("chat_template"),
+                max_context=None if spec.get("max_context") is None else int(spec["max_context"]),
                 raw=dict(spec),
             )
         return cls(
