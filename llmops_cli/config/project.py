@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from llmops_cli.config.deployments import DeploymentSpec, parse_deployments
+from llmops_cli.config.monitor import MonitorSpec, parse_monitor
+from llmops_cli.config.packages import PackageSpec, parse_packages
 
 DEFAULT_STORE_THRESHOLD = 1024 * 1024  # files above 1 MiB go to the content store
 
@@ -30,9 +35,17 @@ def _parse_size(value: int | str | None, default: int) -> int:
     return int(text)
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model entry: a local ``source`` (embedded name, HF folder, .gguf, hub id) or a remote ``provider``."""
+    """A model entry: a local ``source`` (embedded name, HF folder, .gguf, hub id) or a remote ``provider``.
+
+    ``quantized`` and ``gguf_build`` are set only on the specs :mod:`llmops_cli.quantize.loading` makes
+    for a built ``quantized:`` entry (its name, and the built .gguf file for ``method: gguf``).
+    """
 
     name: str
     source: str | None = None
@@ -45,7 +58,41 @@ class ModelSpec:
     trust_remote_code: bool = False
     chat_template: str | None = None
     max_context: int | None = None
+    runtime: str = "auto"
+    parallel: int | None = None
+    threads: int | None = None
+    timeout_s: float | None = None  # remote only; None: the provider's default
+    max_retries: int | None = None  # remote only; None: the provider's default
+    headers: Mapping[str, str] | None = field(default=None, compare=False)  # remote only
+    quantized: str | None = None
+    gguf_build: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_dict(cls, name: str, spec: Mapping[str, Any]) -> ModelSpec:
+        """The spec of ``models.NAME`` (already schema-checked)."""
+        return cls(
+            name=name,
+            source=spec.get("source"),
+            provider=spec.get("provider"),
+            dtype=spec.get("dtype", "auto"),
+            revision=spec.get("revision"),
+            base_url=spec.get("base_url"),
+            model=spec.get("model"),
+            api_key_env=spec.get("api_key_env"),
+            trust_remote_code=bool(spec.get("trust_remote_code", False)),
+            chat_template=spec.get("chat_template"),
+            max_context=_optional_int(spec.get("max_context")),
+            runtime=str(spec.get("runtime") or "auto"),
+            parallel=_optional_int(spec.get("parallel")),
+            threads=_optional_int(spec.get("threads")),
+            timeout_s=None if spec.get("timeout_s") is None else float(spec["timeout_s"]),
+            max_retries=_optional_int(spec.get("max_retries")),
+            headers=dict(spec["headers"]) if spec.get("headers") is not None else None,
+            quantized=spec.get("quantized"),
+            gguf_build=None if spec.get("gguf_build") is None else str(spec["gguf_build"]),
+            raw=dict(spec),
+        )
 
     @property
     def is_remote(self) -> bool:
@@ -57,6 +104,18 @@ class PromptRef:
     name: str
     file: str
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    allow_outside: bool = False
+    description: str | None = None  # not in the schema today; kept for ``prompt list``
+
+    @classmethod
+    def from_dict(cls, name: str, spec: Mapping[str, Any]) -> PromptRef:
+        return cls(
+            name,
+            spec["file"],
+            dict(spec),
+            allow_outside=spec.get("allow_outside") is True,
+            description=spec.get("description"),
+        )
 
 
 @dataclass(frozen=True)
@@ -65,6 +124,21 @@ class DatasetSpec:
     path: str
     format: str
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    file_format: str = "auto"
+    fields: Mapping[str, str] = field(default_factory=dict, compare=False)  # column renames
+    allow_outside: bool = False
+
+    @classmethod
+    def from_dict(cls, name: str, spec: Mapping[str, Any]) -> DatasetSpec:
+        return cls(
+            name,
+            spec["path"],
+            spec["format"],
+            dict(spec),
+            file_format=str(spec.get("file_format", "auto")),
+            fields=dict(spec.get("fields") or {}),
+            allow_outside=spec.get("allow_outside") is True,
+        )
 
 
 @dataclass(frozen=True)
@@ -102,9 +176,9 @@ class ProjectConfig:
     adapters: dict[str, Entry]
     evals: dict[str, Entry]
     quantized: dict[str, Entry]
-    packages: dict[str, Entry]
-    deployments: dict[str, Entry]
-    monitor: dict[str, Any]
+    packages: dict[str, PackageSpec]
+    deployments: dict[str, DeploymentSpec]
+    monitor: MonitorSpec
     data: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -113,22 +187,6 @@ class ProjectConfig:
             return {k: Entry(k, dict(v)) for k, v in (data.get(section) or {}).items()}
 
         storage = data.get("storage") or {}
-        models = {}
-        for name, spec in (data.get("models") or {}).items():
-            models[name] = ModelSpec(
-                name=name,
-                source=spec.get("source"),
-                provider=spec.get("provider"),
-                dtype=spec.get("dtype", "auto"),
-                revision=spec.get("revision"),
-                base_url=spec.get("base_url"),
-                model=spec.get("model"),
-                api_key_env=spec.get("api_key_env"),
-                trust_remote_code=bool(spec.get("trust_remote_code", False)),
-                chat_template=spec.get("chat_template"),
-                max_context=None if spec.get("max_context") is None else int(spec["max_context"]),
-                raw=dict(spec),
-            )
         return cls(
             root=root,
             path=path,
@@ -139,19 +197,17 @@ class ProjectConfig:
                 threshold=_parse_size(storage.get("threshold"), DEFAULT_STORE_THRESHOLD),
                 artifacts_dir=storage.get("artifacts_dir", "artifacts"),
             ),
-            models=models,
-            prompts={k: PromptRef(k, v["file"], dict(v)) for k, v in (data.get("prompts") or {}).items()},
-            datasets={
-                k: DatasetSpec(k, v["path"], v["format"], dict(v)) for k, v in (data.get("datasets") or {}).items()
-            },
+            models={k: ModelSpec.from_dict(k, v) for k, v in (data.get("models") or {}).items()},
+            prompts={k: PromptRef.from_dict(k, v) for k, v in (data.get("prompts") or {}).items()},
+            datasets={k: DatasetSpec.from_dict(k, v) for k, v in (data.get("datasets") or {}).items()},
             retrievers=entries("retrievers"),
             chains=entries("chains"),
             adapters=entries("adapters"),
             evals=entries("evals"),
             quantized=entries("quantized"),
-            packages=entries("packages"),
-            deployments=entries("deployments"),
-            monitor=dict(data.get("monitor") or {}),
+            packages=parse_packages(data.get("packages")),
+            deployments=parse_deployments(data.get("deployments")),
+            monitor=parse_monitor(data.get("monitor")),
             data=data,
         )
 
