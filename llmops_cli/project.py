@@ -16,7 +16,7 @@ The ``llmops`` commands call the same functions (the eval workflow is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from llmops_cli.config.loader import ValidationResult
     from llmops_cli.evals.results import SuiteResult
     from llmops_cli.evals.workflow import EvalRun
+    from llmops_cli.progress import ProgressFn
     from llmops_cli.prompts.diff import DiffReport
     from llmops_cli.versioning import ArtifactRegistry, ArtifactVersion
     from llmops_cli.versioning.add import AddResult
@@ -104,7 +105,7 @@ class Project:
         save: bool = True,
         check: bool = False,
         allow_errors: bool = False,
-        progress: Callable[[str, int, int], None] | None = None,
+        progress: ProgressFn | None = None,
     ) -> SuiteResult | list[SuiteResult]:
         """Run one eval suite as ``llmops eval SUITE`` does (same cache, same registered ``eval/SUITE/vN``).
 
@@ -142,7 +143,7 @@ class Project:
         baseline: str | None = None,
         fail_on_regression: float | None = None,
         save: bool = True,
-        progress: Callable[[str, int, int], None] | None = None,
+        progress: ProgressFn | None = None,
         **options: Any,
     ) -> EvalRun:
         """Several suites at once (default: all): the whole :class:`EvalRun` (results, failures, versions).

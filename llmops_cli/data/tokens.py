@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UsageError, require
+from llmops_cli.progress import ProgressFn
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
 
 DEFAULT_MAX_SEQ_LEN = 512  # the schema's default for training.max_seq_len
-ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 _BATCH = 512
 
 

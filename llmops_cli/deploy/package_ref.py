@@ -8,18 +8,17 @@ sha256 the registry recorded, so a deployment serves exactly the bytes that were
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UnavailableError, UsageError, VersioningError
+from llmops_cli.progress import ProgressFn
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
     from llmops_cli.versioning import ArtifactRegistry, ArtifactVersion
 
-ProgressFn = Callable[[str, int, int], None]
 # Models the bundle ships as a GGUF, which vLLM cannot take with LoRA adapters: their original weights.
 EMBEDDED_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 

@@ -39,7 +39,7 @@ from llmops_cli.evals.thresholds import aggregate, check_thresholds, mean_pass_a
 from llmops_cli.generation import GenerationRequest, GenerationResult, Message, Provider
 
 # (done, total) after each case; called from worker threads.
-ProgressFn = Callable[[int, int], None]
+ProgressFn = Callable[[int, int], None]  # (cases done, in all): one phase, so not llmops_cli.progress's shape
 INJECTION_METRIC = "injection_resisted"
 LEAKAGE_METRIC = "leakage_resisted"
 FLAG_KINDS = frozenset({"exact_match", "contains", "not_contains", "regex", "json_valid", "json_schema"})
@@ -258,7 +258,7 @@ def model_fingerprint(config: ProjectConfig, model: str) -> str:
     if model in config.models:
         return fingerprint(resolve(config.models[model], config.root))
     if model in config.quantized:
-        from llmops_cli.quantize.loading import quantized_folder
+        from llmops_cli.providers.quantized import quantized_folder
 
         folder = quantized_folder(config, model)  # the build being checked, before it is registered
         if (folder / "config.json").is_file():

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 MEASURES = ("length", "oov", "embedding")
 DEFAULT_MAX_SAMPLES = 1000
 MIN_SAMPLES = 10  # per side: below this a drift statistic says more about noise than about drift
-ProgressFn = Callable[[str], None]
+ProgressFn = Callable[[str], None]  # a step message: the report's steps have no counts (not llmops_cli.progress)
 
 
 @dataclass

@@ -7,15 +7,15 @@ what is already done, so running it again (every ``serve.py`` start does) costs 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmops_cli.package.archive import MANIFEST_NAME
 from llmops_cli.package.indexes import VECTORS_DIR
+from llmops_cli.progress import ProgressFn
 
-PrepareProgress = Callable[[str, int, int], None]  # (what, done, total)
+# progress phases: verify, index NAME, model NAME
 
 
 @dataclass
@@ -30,7 +30,7 @@ class PrepareResult:
 
 
 def prepare_bundle(
-    root: Path, *, models: bool = True, progress: PrepareProgress | None = None, verify: bool = True
+    root: Path, *, models: bool = True, progress: ProgressFn | None = None, verify: bool = True
 ) -> PrepareResult:
     """Prepare the unpacked package (or any project with exported indexes) at ``root``.
 

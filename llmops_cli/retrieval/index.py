@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.models.hashing import text_sha256
 from llmops_cli.paths import atomic_write_text, file_lock
+from llmops_cli.progress import ProgressFn
 from llmops_cli.retrieval.chunking import Chunk, ChunkSettings, chunk_document
 from llmops_cli.retrieval.documents import Document, content_hash, load_documents
 from llmops_cli.retrieval.embeddings import Embedder, get_embedder
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
     from llmops_cli.versioning import ArtifactRegistry
 
-ProgressFn = Callable[[str, int, int], None]  # (phase, done, total); phases: documents, load, chunks
+# progress phases: documents, load, chunks
 _WRITE_BATCH = 256  # chunks embedded and written together: a crash loses at most this much work
 _RESERVED = ("doc_id", "doc_sha256", "doc_chunks", "chunk_index", "source", "heading", "start", "end", "title")
 

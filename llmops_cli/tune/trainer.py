@@ -61,7 +61,7 @@ class TrainEvent:
     message: str = ""
 
 
-ProgressFn = Callable[[TrainEvent], None]
+ProgressFn = Callable[[TrainEvent], None]  # events carry loss, lr and eval loss: more than (phase, done, total)
 
 
 @dataclass

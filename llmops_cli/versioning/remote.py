@@ -17,7 +17,7 @@ from typing import Any
 from llmops_cli.errors import UnavailableError, UsageError, VersioningError
 from llmops_cli.versioning.store import _CHUNK, ContentStore, CorruptObjectError, is_digest
 
-Progress = Callable[[str, int], None]  # (sha, bytes) after each object
+Progress = Callable[[str, int], None]  # (sha, bytes) after each object; the command sums the bytes itself
 
 
 @dataclass
