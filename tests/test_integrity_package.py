@@ -26,7 +26,7 @@ from llmops_cli.package import (
     unpack,
     verify_package,
 )
-from llmops_cli.package import archive as archive_mod
+from llmops_cli.package import unpacking as archive_mod
 from llmops_cli.package.archive import Entry, write_archive
 
 MiB = 1024 * 1024

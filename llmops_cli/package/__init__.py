@@ -16,11 +16,11 @@ from llmops_cli.package.archive import (
     PackageLimitError,
     ReadLimits,
     UnsafeArchiveError,
-    unpack,
 )
 from llmops_cli.package.build import PackageResult, build_package
 from llmops_cli.package.bundle import PackagePlan, plan_package
 from llmops_cli.package.prepare import PrepareResult, prepare_bundle
+from llmops_cli.package.unpacking import unpack
 from llmops_cli.package.verify import VerifyReport, read_manifest, verify_package, verify_tree
 
 __all__ = [

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from llmops_cli.package.archive import (
+    CHUNK,
     DEFAULT_LIMITS,
     MANIFEST_NAME,
     Budget,
@@ -27,13 +28,10 @@ from llmops_cli.package.archive import (
     hash_member,
     human_bytes,
     member_kind,
-    member_problem,
-    parse_manifest_files,
     read_member_bytes,
 )
+from llmops_cli.package.safety import member_problem, parse_manifest_files
 from llmops_cli.versioning.store import sha256_file
-
-_CHUNK = 1024 * 1024
 
 
 @dataclass
@@ -96,7 +94,7 @@ class _HashingFile(io.RawIOBase):
         return len(data)
 
     def drain(self) -> None:
-        for block in iter(lambda: self.handle.read(_CHUNK), b""):
+        for block in iter(lambda: self.handle.read(CHUNK), b""):
             self.digest.update(block)
             self.size += len(block)
 
@@ -129,7 +127,7 @@ def verify_package(
         hashing = _HashingFile(raw, on_bytes)
         try:
             budget = Budget(archive, limits)
-            with tarfile.open(fileobj=io.BufferedReader(hashing, _CHUNK), mode="r|gz") as tar:
+            with tarfile.open(fileobj=io.BufferedReader(hashing, CHUNK), mode="r|gz") as tar:
                 for info in tar:
                     budget.charge(info)
                     _check_member(tar, info, archive, report, actual, limits)
