@@ -107,3 +107,42 @@ def test_installed_distributions_key_the_requirements_cache(built: Path) -> None
     cache.write_text(json.dumps(pinned))
     assert _build(built).sha256 == first.sha256
     assert json.loads(cache.read_text())["key"] != "stale"
+
+
+def test_an_unchanged_rebuild_skips_the_bundle_config_check(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    first = _build(built)
+
+    def checked(_plan: object) -> None:
+        raise AssertionError("a reused version's bundle passed the check when it was built")
+
+    monkeypatch.setattr(build_mod, "check_bundle_config", checked)
+    assert _build(built).reused
+    (built / "prompts" / "answer.yaml").write_text((built / "prompts" / "answer.yaml").read_text() + "# changed\n")
+    with pytest.raises(AssertionError, match="passed the check"):  # new content is still checked
+        _build(built)
+    assert first.version == "package/bot/v1"
+
+
+def test_the_llmops_wheel_is_kept_under_a_key_of_its_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmops_cli.package import requirements
+
+    monkeypatch.setenv("LLMOPS_HOME", str(tmp_path / "home"))
+    requirements.llmops_wheel.cache_clear()
+    name, data = requirements.llmops_wheel()
+    kept = list((tmp_path / "home" / "wheels").glob("*.whl"))
+    assert len(kept) == 1 and kept[0].read_bytes() == data and name.endswith("-py3-none-any.whl")
+
+    def rebuilt(*_a: object) -> bytes:
+        raise AssertionError("rebuilt")
+
+    monkeypatch.setattr(requirements, "_build_wheel", rebuilt)
+    requirements.llmops_wheel.cache_clear()
+    assert requirements.llmops_wheel() == (name, data)  # same sources: read back, not rebuilt
+    extra = tmp_path / "extra.py"
+    extra.write_text("x = 1\n")
+    sources = requirements._wheel_sources()
+    monkeypatch.setattr(requirements, "_wheel_sources", lambda: [*sources, ("llmops_cli/extra.py", extra)])
+    requirements.llmops_wheel.cache_clear()
+    with pytest.raises(AssertionError, match="rebuilt"):  # another source set: another key
+        requirements.llmops_wheel()
+    requirements.llmops_wheel.cache_clear()

@@ -20,7 +20,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,13 +30,14 @@ from llmops_cli.package.bundle import PackagePlan, plan_package
 from llmops_cli.package.generated import SERVE_PY, dockerfile, llmops_yaml, model_card
 from llmops_cli.package.manifest import build_manifest, content_digest, hardware, source_commit
 from llmops_cli.package.requirements import closure, llmops_wheel, requirements_text, roots
+from llmops_cli.progress import ProgressFn
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
     from llmops_cli.versioning import ArtifactRegistry
     from llmops_cli.versioning.hashcache import HashCache
 
-ProgressFn = Callable[[str, int, int], None]  # (phase, done, total); phases: plan, hash, write, register
+# progress phases: plan, hash, write, register
 DEFAULT_COMPRESSLEVEL = 1  # model weights barely compress: level 6 is ~4x slower for ~3% smaller
 
 
@@ -83,7 +83,6 @@ def build_package(
     started = time.perf_counter()
     report("plan", 0, 0)
     plan = plan_package(config, name)
-    check_bundle_config(plan)
     commit = source_commit(config.root, plan.git_paths)
     hw = hardware(plan)
     registry = _registry(config) if register else None
@@ -106,6 +105,8 @@ def build_package(
             return PackageResult(name, archive, previous_sha, size, len(files) + 1, f"package/{name}/v{version}", True,
                                  time.perf_counter() - started, kept_manifest,
                                  output.resolve() if output else None)  # fmt: skip
+    # Only new content needs checking: a reused version's bundle (same llmops wheel included) passed it.
+    check_bundle_config(plan)
     expected = {path: sha for path, (sha, _size) in files.items()}
 
     def write(target: Path, number: int | None) -> tuple[str, int]:

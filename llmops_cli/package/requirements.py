@@ -123,27 +123,58 @@ def llmops_wheel() -> tuple[str, bytes]:
     """(file name, bytes) of a wheel of the installed llmops, identical for identical sources.
 
     Made once per process: it stands for the llmops that is running, even when an editable
-    install's source tree is being edited meanwhile.
+    install's source tree is being edited meanwhile. Building it reads and compresses every source
+    file (~0.1 s), so the bytes are kept in ``LLMOPS_HOME/wheels`` under a key of the sources'
+    names, sizes and modification times (the stat key the content hash cache uses too).
     """
+    from llmops_cli.paths import atomic_write_bytes, llmops_home
+
+    dist = metadata.distribution(DIST_NAME)
+    sources = _wheel_sources()
+    stem = f"{re.sub(r'[-_.]+', '_', DIST_NAME)}-{dist.version}"  # a wheel's file and .dist-info spell it llmops_cli
+    key = hashlib.sha256(
+        repr((stem, [(arc, p, p.stat().st_size, p.stat().st_mtime_ns) for arc, p in sources])).encode()
+    )
+    cache = llmops_home() / "wheels" / f"{stem}-{key.hexdigest()[:32]}.whl"
+    name = f"{stem}-py3-none-any.whl"
+    try:
+        return name, cache.read_bytes()
+    except OSError:
+        pass
+    data = _build_wheel(dist, stem, sources)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(cache, data)
+        for old in sorted(cache.parent.glob(f"{stem}-*.whl"), key=lambda p: p.stat().st_mtime)[:-4]:
+            old.unlink(missing_ok=True)  # an edited source tree leaves one per state: keep the last four
+    except OSError:
+        pass  # a read-only or full LLMOPS_HOME only costs the rebuild next time
+    return name, data
+
+
+def _wheel_sources() -> list[tuple[str, Path]]:
+    """(name in the wheel, file) for every file of the running llmops_cli, its schemas and templates."""
     import llmops_cli
     from llmops_cli.resources import schemas_dir, templates_dir
 
-    dist = metadata.distribution(DIST_NAME)
-    version = dist.version
     package_dir = Path(llmops_cli.__file__).resolve().parent
-    files: dict[str, bytes] = {}
+    sources: list[tuple[str, Path]] = []
     for path in sorted(package_dir.rglob("*")):
         rel = path.relative_to(package_dir)
         if not path.is_file() or _skipped(rel):
             continue
         if rel.parts[0] == "_data":
             continue  # added below from wherever the installation keeps them
-        files[f"llmops_cli/{rel.as_posix()}"] = path.read_bytes()
+        sources.append((f"llmops_cli/{rel.as_posix()}", path))
     for name, folder in (("schemas", schemas_dir()), ("templates", templates_dir())):
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not _skipped(path.relative_to(folder)):
-                files[f"llmops_cli/_data/{name}/{path.relative_to(folder).as_posix()}"] = path.read_bytes()
-    stem = f"{re.sub(r'[-_.]+', '_', DIST_NAME)}-{version}"  # a wheel's file and .dist-info spell it llmops_cli
+                sources.append((f"llmops_cli/_data/{name}/{path.relative_to(folder).as_posix()}", path))
+    return sources
+
+
+def _build_wheel(dist: metadata.Distribution, stem: str, sources: list[tuple[str, Path]]) -> bytes:
+    files = {arc: path.read_bytes() for arc, path in sources}
     info = f"{stem}.dist-info"
     files[f"{info}/METADATA"] = (dist.read_text("METADATA") or "").encode("utf-8")
     files[f"{info}/entry_points.txt"] = (dist.read_text("entry_points.txt") or "").encode("utf-8")
@@ -152,7 +183,7 @@ def llmops_wheel() -> tuple[str, bytes]:
     )
     record = "".join(f"{name},sha256={_urlsafe_sha(data)},{len(data)}\n" for name, data in sorted(files.items()))
     files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode("utf-8")
-    return f"{stem}-py3-none-any.whl", _zip(files, last=f"{info}/RECORD")
+    return _zip(files, last=f"{info}/RECORD")
 
 
 def _skipped(rel: Path) -> bool:
