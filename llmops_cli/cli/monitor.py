@@ -106,7 +106,7 @@ def monitor_command(
         _watch(cfg, options, refresh)
         return
     report = _build(cfg, options, quiet=chosen is Format.json)
-    url = str((cfg.monitor or {}).get("webhook") or "")
+    url = str(cfg.monitor.webhook or "")
     if url and not no_webhook and report.fired:
         from llmops_cli.monitor.report import notify
 
@@ -154,7 +154,7 @@ def _watch(cfg: ProjectConfig, options: MonitorOptions, refresh: float) -> None:
     from llmops_cli.cli import monitor_view
     from llmops_cli.monitor.windows import parse_duration
 
-    every = (cfg.monitor.get("continuous_eval") or {}).get("every")
+    every = cfg.monitor.continuous_eval.every if cfg.monitor.continuous_eval else None
     heavy_every = max(60.0, refresh, parse_duration(every) if every else 0.0)
     report = _build(cfg, options, quiet=False)
     heavy_at = time.monotonic()

@@ -10,11 +10,12 @@ Importing this package is cheap: the server, the package builder, PyYAML and the
 models are imported only by the functions that use them.
 """
 
+from llmops_cli.config.deployments import DeploymentSpec
 from llmops_cli.deploy.local import LocalState, LocalStatus, local_status, log_path, stop_local
 from llmops_cli.deploy.manifest_check import Problem, Validation, validate_manifests
 from llmops_cli.deploy.package_ref import PackageRef, resolve_package
 from llmops_cli.deploy.records import DeployRecord, deploy_history, rollback_target
-from llmops_cli.deploy.spec import DeploymentSpec, deployment_spec
+from llmops_cli.deploy.spec import deployment_spec
 from llmops_cli.deploy.workflow import (
     DeployOptions,
     DeployResult,

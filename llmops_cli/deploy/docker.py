@@ -21,8 +21,8 @@ from llmops_cli.deploy.manifest_check import Problem, Validation, parse_quantity
 from llmops_cli.deploy.spec import CONTAINER_PORT, dns_label, release_name
 
 if TYPE_CHECKING:
+    from llmops_cli.config.deployments import DeploymentSpec
     from llmops_cli.deploy.package_ref import PackageRef
-    from llmops_cli.deploy.spec import DeploymentSpec
 
 CONTEXT_DIR = "context"
 COMPOSE_FILE = "compose.yaml"

@@ -25,9 +25,9 @@ from llmops_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
+    from llmops_cli.config.deployments import DeploymentSpec
     from llmops_cli.deploy.k8s import Rendered
     from llmops_cli.deploy.package_ref import PackageRef
-    from llmops_cli.deploy.spec import DeploymentSpec
 
 STORE_ENV = "LLMOPS_MONITOR_STORE"  # read by the server before monitor.store (llmops_cli.monitor.store)
 GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
@@ -36,9 +36,8 @@ SERVING_CONTAINERS = ("server", "gateway")  # the containers that run llmops ser
 
 def serve_device(spec: DeploymentSpec) -> str | None:
     """The ``--device`` of the llmops server: ``serve.device``, else cuda when GPUs are requested."""
-    asked = (spec.raw.get("serve") or {}).get("device")
-    if asked:
-        return str(asked)
+    if spec.device:
+        return spec.device
     return "cuda" if spec.gpus > 0 else None
 
 
@@ -116,7 +115,7 @@ def store_secret_name(spec: DeploymentSpec) -> str:
 
 def plan_store(config: ProjectConfig, spec: DeploymentSpec) -> StorePlan:
     """Where the pods log requests; several replicas on a SQLite file are refused (exit 2)."""
-    value = str((config.monitor or {}).get("store") or ".llmops/monitor.db")
+    value = str(config.monitor.store or ".llmops/monitor.db")
     postgres = value.split(":", 1)[0].lower() in ("postgresql", "postgres")
     if not postgres and spec.replicas > 1:
         raise UsageError(

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.deploy.spec import CONTAINER_PORT, dns_label, release_name
 
 if TYPE_CHECKING:
+    from llmops_cli.config.deployments import DeploymentSpec
     from llmops_cli.deploy.package_ref import PackageRef
-    from llmops_cli.deploy.spec import DeploymentSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"
 SECRET_DIR = "secret"

@@ -44,8 +44,8 @@ VLLM_PORT = 8001  # vLLM's port inside the pod; the gateway has CONTAINER_PORT (
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
+    from llmops_cli.config.deployments import DeploymentSpec
     from llmops_cli.deploy.package_ref import PackageRef, ServedAdapter, ServedModel
-    from llmops_cli.deploy.spec import DeploymentSpec
 
 VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"  # pinned: edit the rendered manifest to move to another release
 VLLM_KEY_ENV = "VLLM_API_KEY"  # vLLM's own variable for its single API key

@@ -17,7 +17,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,18 +24,18 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.deploy import process
 from llmops_cli.errors import UnavailableError, UsageError
 from llmops_cli.paths import STATE_DIR, atomic_write_text, file_lock
+from llmops_cli.progress import ProgressFn
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
+    from llmops_cli.config.deployments import DeploymentSpec
     from llmops_cli.deploy.package_ref import PackageRef
-    from llmops_cli.deploy.spec import DeploymentSpec
 
 STATE_FILE = "state.json"
 LOG_FILE = "server.log"
 DEFAULT_READY_TIMEOUT_S = 300.0  # first start of the embedded model dequantizes it (~15 s on 2 cores)
 DEFAULT_STOP_TIMEOUT_S = 35.0  # the server gives open streams 30 s to finish
 LOG_TAIL_LINES = 25
-ProgressFn = Callable[[str, int, int], None]
 
 
 def default_launcher() -> list[str]:

@@ -8,9 +8,9 @@ from llmops_cli.deploy.k8s import secret_name
 from llmops_cli.deploy.spec import release_name
 
 if TYPE_CHECKING:
+    from llmops_cli.config.deployments import DeploymentSpec
     from llmops_cli.deploy.k8s import Rendered
     from llmops_cli.deploy.package_ref import PackageRef
-    from llmops_cli.deploy.spec import DeploymentSpec
 
 
 def _build_steps(package: PackageRef, image: str) -> list[str]:

@@ -21,8 +21,8 @@ from llmops_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
+    from llmops_cli.config.deployments import DeploymentSpec
     from llmops_cli.deploy.package_ref import PackageRef
-    from llmops_cli.deploy.spec import DeploymentSpec
     from llmops_cli.versioning import ArtifactRegistry, ArtifactVersion
 
 KIND = "deploy"
@@ -124,7 +124,7 @@ def record_deployment(
         "when": now,
         "who": who,
         "rollback": rollback,
-        "entry": spec.raw,
+        "entry": spec.as_written(),
         "project": {"name": config.name, "git_head": head},
         "llmops": __version__,
     }  # fmt: skip
@@ -141,7 +141,7 @@ def record_deployment(
         "where": _where_text(where),
         "who": who,
         "rollback": rollback,
-        "entry": spec.raw,
+        "entry": spec.as_written(),
     }
     registry.ensure_state_dir()
     with tempfile.TemporaryDirectory(prefix="deploy-", dir=registry.state) as tmp:

@@ -12,14 +12,15 @@ Invalid manifests are written (so they can be inspected) but not recorded, and r
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmops_cli.config.deployments import DeploymentSpec, parse_deployment
 from llmops_cli.deploy.records import DeployRecord, deploy_history, record_deployment, rollback_target
-from llmops_cli.deploy.spec import DeploymentSpec, deployment_spec, spec_from_entry
+from llmops_cli.deploy.spec import deployment_spec
 from llmops_cli.errors import ConfigError, UsageError
+from llmops_cli.progress import ProgressFn
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from llmops_cli.deploy.package_ref import PackageRef
     from llmops_cli.versioning import ArtifactVersion
 
-ProgressFn = Callable[[str, int, int], None]
 VALIDATORS = ("auto", "kubectl", "schema", "none")
 
 
@@ -97,7 +97,7 @@ def deploy(
     from llmops_cli.versioning import ArtifactRegistry
 
     options = options or DeployOptions()
-    spec = spec_from_entry(env, entry) if entry is not None else deployment_spec(config, env)
+    spec = parse_deployment(env, entry) if entry is not None else deployment_spec(config, env)
     if options.validator not in VALIDATORS:
         raise UsageError(f"--validate {options.validator!r}: one of {', '.join(VALIDATORS)}")
     _ = ArtifactRegistry.for_config(config).git  # outside git: fail before starting anything

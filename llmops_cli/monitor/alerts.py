@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from llmops_cli.config.monitor import MonitorSpec, parse_monitor
 from llmops_cli.errors import UsageError
 from llmops_cli.evals.thresholds import parse_threshold
 from llmops_cli.text import plural
@@ -96,11 +97,17 @@ class Alert:
         }
 
 
-def alert_rules(monitor: Mapping[str, Any], *, drift_measures: list[str] | None = None) -> list[AlertRule]:
-    """``monitor.alerts`` plus the default rule of every listed drift measure it does not set."""
-    configured = dict(monitor.get("alerts") or {})
+def alert_rules(
+    monitor: MonitorSpec | Mapping[str, Any], *, drift_measures: list[str] | None = None
+) -> list[AlertRule]:
+    """``monitor.alerts`` plus the default rule of every listed drift measure it does not set.
+
+    ``monitor`` is the project's section, typed or as written in llmops.yaml.
+    """
+    spec = monitor if isinstance(monitor, MonitorSpec) else parse_monitor(monitor)
+    configured = dict(spec.alerts)
     rules = [_rule(key, text, "monitor.alerts") for key, text in configured.items()]
-    measures = drift_measures if drift_measures is not None else list(monitor.get("drift") or [])
+    measures = drift_measures if drift_measures is not None else list(spec.drift)
     for measure in measures:
         key = f"drift.{measure}"
         if key in DEFAULT_DRIFT_ALERTS and key not in configured:

@@ -127,18 +127,18 @@ def run_continuous_eval(
     from llmops_cli.evals.runner import suite_spec
 
     monitor = config.monitor
-    settings = dict(monitor.get("continuous_eval") or {})
-    if not settings.get("suite"):
+    settings = monitor.continuous_eval
+    if settings is None or not settings.suite:
         return None
-    suite = str(settings["suite"])
+    suite = str(settings.suite)
     spec = suite_spec(config, suite)
-    rate = float(monitor.get("sample_rate", 1.0))
+    rate = monitor.sample_rate
     span = window
-    if settings.get("every"):
-        span = TimeWindow(max(window.start, window.end - parse_duration(settings["every"], what="every")), window.end)
+    if settings.every:
+        span = TimeWindow(max(window.start, window.end - parse_duration(settings.every, what="every")), window.end)
     answered = reader.finished_requests(span)
     eligible = [rid for rid, _ in answered if in_sample(rid, rate)]
-    chosen = eligible[-int(settings.get("sample") or DEFAULT_SAMPLE) :]
+    chosen = eligible[-int(settings.sample or DEFAULT_SAMPLE) :]
     result = ContinuousEval(suite, span, rate, len(eligible), len(answered))
 
     specs = [MetricSpec.parse(m) for m in spec.get("metrics") or []]

@@ -61,6 +61,7 @@ from llmops_cli.monitor.windows import OpsStats, TimeWindow, iso, ops_stats, par
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
+    from llmops_cli.config.monitor import MonitorSpec
 
 MEASURES = ("length", "oov", "embedding")
 DEFAULT_MAX_SAMPLES = 1000
@@ -215,11 +216,11 @@ def build_report(
     say = progress or (lambda _stage: None)
     monitor = config.monitor
     now = time.time() if options.now is None else options.now
-    window = resolve_window(options.window or monitor.get("window"), options.since, options.until, now=now)
+    window = resolve_window(options.window or monitor.window, options.since, options.until, now=now)
     bucket = parse_duration(options.bucket, what="--bucket") if options.bucket else None
     measures = drift_measures(monitor)
     _check_config(monitor)
-    rules = alert_rules(monitor, drift_measures=list(monitor.get("drift") or []))
+    rules = alert_rules(monitor, drift_measures=list(monitor.drift))
     path = store_path(config)
     with StoreReader(path) as reader:
         store_exists = reader.exists
@@ -227,11 +228,11 @@ def build_report(
         ops = ops_stats(reader.ops_rows(window, options.endpoint), window, bucket)
         feedback = summarize_feedback(reader.feedback(window))
         drift = reuse.drift if reuse is not None else None
-        if reuse is None and options.drift and monitor.get("reference"):
+        if reuse is None and options.drift and monitor.reference:
             measures = [m for m in measures if options.embedding or m != "embedding"]
             drift = drift_section(config, reader, window, measures, options, say)
         continuous = reuse.continuous if reuse is not None else None
-        if reuse is None and options.continuous_eval and (monitor.get("continuous_eval") or {}).get("suite"):
+        if reuse is None and options.continuous_eval and monitor.eval_suite:
             say("continuous evaluation")
             continuous = run_continuous_eval(
                 config, reader, window, allow_code=options.allow_code, provider_for=options.judge_provider
@@ -255,27 +256,27 @@ def build_report(
     return report
 
 
-def drift_measures(monitor: dict[str, Any]) -> list[str]:
+def drift_measures(monitor: MonitorSpec) -> list[str]:
     """``monitor.drift``; when absent, the cheap ones (length, oov) plus any that an alert names."""
-    listed = monitor.get("drift")
+    listed = monitor.drift
     chosen = set(listed) if listed else {"length", "oov"}
-    for key in monitor.get("alerts") or {}:
+    for key in monitor.alerts:
         parts = str(key).split(".")
         if parts[0] == "drift" and len(parts) > 1:
             chosen.add(parts[2] if parts[1] == "output" and len(parts) > 2 else parts[1])
     return [m for m in MEASURES if m in chosen]
 
 
-def _check_config(monitor: dict[str, Any]) -> None:
+def _check_config(monitor: MonitorSpec) -> None:
     from llmops_cli.errors import UsageError
 
-    keys = [str(k) for k in monitor.get("alerts") or {}]
-    if (any(k.startswith("drift.") for k in keys) or monitor.get("drift")) and not monitor.get("reference"):
+    keys = [str(k) for k in monitor.alerts]
+    if (any(k.startswith("drift.") for k in keys) or monitor.drift) and not monitor.reference:
         raise UsageError(
             "monitor: drift is configured but monitor.reference is not set",
             hint="Name the dataset production inputs are compared with: `reference: DATASET` under monitor:.",
         )
-    if any(k.startswith("eval.") for k in keys) and not (monitor.get("continuous_eval") or {}).get("suite"):
+    if any(k.startswith("eval.") for k in keys) and not monitor.eval_suite:
         raise UsageError(
             "monitor.alerts names eval.* values but monitor.continuous_eval is not set",
             hint="Add `continuous_eval: {suite: SUITE, sample: 20}` under monitor:.",
@@ -301,7 +302,7 @@ def drift_section(
 ) -> DriftSection:
     """Input drift (and output drift where the reference has answers) for each measure."""
     say("reference dataset")
-    reference = load_reference(config, str(config.monitor["reference"]))
+    reference = load_reference(config, str(config.monitor.reference))
     section = DriftSection(reference.name)
     k, seed = options.max_samples, options.seed
     say("sampling production texts")

@@ -633,7 +633,7 @@ def store_location(config: Any, environ: Mapping[str, str] | None = None) -> Pat
     """Where a project's monitor store lives: ``$LLMOPS_MONITOR_STORE``, else ``monitor.store``
     (default ``.llmops/monitor.db``); a PostgreSQL URL as a string, a file as an absolute path."""
     env = os.environ if environ is None else environ
-    value = env.get(STORE_ENV) or str((config.monitor or {}).get("store") or DEFAULT_STORE)
+    value = env.get(STORE_ENV) or str(config.monitor.store or DEFAULT_STORE)
     return resolve_location(config, value)
 
 

@@ -44,6 +44,7 @@ from llmops_cli.package.sources import (
 )
 
 if TYPE_CHECKING:
+    from llmops_cli.config.packages import PackageSpec
     from llmops_cli.config.project import ProjectConfig
     from llmops_cli.versioning import ArtifactRegistry
 
@@ -112,11 +113,9 @@ def plan_package(config: ProjectConfig, name: str) -> PackagePlan:
         close = difflib.get_close_matches(name, list(config.packages), n=1)
         hint = f"Did you mean '{close[0]}'?" if close else "Declare it under 'packages:' in llmops.yaml."
         raise UsageError(f"Unknown package '{name}' (declared: {declared}).", hint=hint)
-    pkg = config.packages[name].raw
+    pkg = config.packages[name]
     raw_doc: dict[str, Any] = load_located(config.path).data  # as written: ${VAR} not expanded
-    plan = PackagePlan(
-        name, config, pkg.get("chain"), pkg.get("model"), pkg.get("adapter"), str(pkg.get("description") or "")
-    )
+    plan = PackagePlan(name, config, pkg.chain, pkg.model, pkg.adapter, pkg.description or "")
     registry = ArtifactRegistry.for_config(config)
     plan.git_paths.append(config.path)
     chain = _chain(plan, raw_doc)
@@ -168,11 +167,11 @@ def _steps(chain: dict[str, Any] | None, kind: str) -> list[dict[str, Any]]:
 
 
 def _prompts(
-    plan: PackagePlan, raw_doc: dict[str, Any], chain: dict[str, Any] | None, pkg: dict[str, Any]
+    plan: PackagePlan, raw_doc: dict[str, Any], chain: dict[str, Any] | None, pkg: PackageSpec
 ) -> dict[str, Any]:
     from llmops_cli.prompts import load_prompt
 
-    names = [s["prompt"] for s in _steps(chain, "prompt")] + list(pkg.get("prompts") or [])
+    names = [s["prompt"] for s in _steps(chain, "prompt")] + list(pkg.prompts)
     specs = {}
     for prompt in dict.fromkeys(names):
         spec = load_prompt(plan.config, prompt)
@@ -300,13 +299,13 @@ def _retrievers(
     raw_doc: dict[str, Any],
     registry: ArtifactRegistry,
     chain: dict[str, Any] | None,
-    pkg: dict[str, Any],
+    pkg: PackageSpec,
     datasets: dict[str, dict[str, Any]],
 ) -> dict[str, dict[str, Any]]:
     from llmops_cli.retrieval import retriever_spec
     from llmops_cli.retrieval.embeddings import resolve_embedding
 
-    names = [s["retrieve"] for s in _steps(chain, "retrieve")] + list(pkg.get("retrievers") or [])
+    names = [s["retrieve"] for s in _steps(chain, "retrieve")] + list(pkg.retrievers)
     entries: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(names):
         spec = retriever_spec(plan.config, name)
@@ -415,9 +414,9 @@ def _code(plan: PackagePlan, chain: dict[str, Any] | None) -> None:
             plan.add_file(file.relative_to(plan.root).as_posix())
 
 
-def _includes(plan: PackagePlan, pkg: dict[str, Any]) -> None:
+def _includes(plan: PackagePlan, pkg: PackageSpec) -> None:
     root = plan.root
-    for pattern in pkg.get("include") or []:
+    for pattern in pkg.include:
         matches = sorted(p for p in root.glob(pattern) if p.is_file())
         if not matches:
             raise UsageError(f"package '{plan.name}': include pattern '{pattern}' matches no file")
@@ -434,14 +433,14 @@ def _includes(plan: PackagePlan, pkg: dict[str, Any]) -> None:
 def _evals(plan: PackagePlan, registry: ArtifactRegistry, prompts: dict[str, Any]) -> None:
     """The latest results of the suites that evaluate what this package serves."""
     config = plan.config
-    check_with = config.quantized[plan.model].raw.get("check_with") if plan.model in config.quantized else None
+    check_with = config.quantized[plan.model].check_with if plan.model in config.quantized else None
     for suite, entry in sorted(config.evals.items()):
-        target = entry.raw.get("target") or {}
+        target = entry.target
         relevant = (
             suite == check_with
-            or (plan.chain and target.get("chain") == plan.chain)
-            or (plan.model and plan.model in (target.get("model"), target.get("quantized")))
-            or (target.get("prompt") in prompts and (not plan.model or target.get("model") in (None, plan.model)))
+            or (plan.chain and target.chain == plan.chain)
+            or (plan.model and plan.model in (target.model, target.quantized))
+            or (target.prompt in prompts and (not plan.model or target.model in (None, plan.model)))
         )
         folder = registry.folder("eval", suite)
         if not relevant or not (folder / "artifact.json").is_file():

@@ -135,7 +135,7 @@ class ModelCatalog:
         taken = {t.id for t in found}
         for name, entry in cfg.adapters.items():
             if name not in taken and self._trained(name):
-                found.append(Target(name, "adapter", model=str(entry.get("base")), adapter=name))
+                found.append(Target(name, "adapter", model=entry.base, adapter=name))
         for name, entry in cfg.chains.items():
             if len(entry.get("inputs") or []) <= 1:
                 found.append(Target(CHAIN_PREFIX + name, "chain", chain=name))
@@ -168,8 +168,8 @@ class ModelCatalog:
         if any(t.id == name for t in found):
             return None
         package = self._package_entry()
-        if package is not None and package.get("chain"):
-            return Target(name, "alias", alias_of=CHAIN_PREFIX + str(package.get("chain")))
+        if package is not None and package.chain:
+            return Target(name, "alias", alias_of=CHAIN_PREFIX + package.chain)
         return None if self._default is None else Target(name, "alias", alias_of=self._default.id)
 
     def _package_entry(self) -> Any:
@@ -186,12 +186,12 @@ class ModelCatalog:
                     f"--model {self.options.default_model}: no such model on this server.", hint=f"Known: {known}."
                 ) from None
         package = self._package_entry()
-        if package is not None and package.get("model"):
-            model, adapter = str(package.get("model")), package.get("adapter")
+        if package is not None and package.model:
+            model, adapter = package.model, package.adapter
             model_id = f"{model}+{adapter}" if adapter else model
             return Target(model_id, "adapter" if adapter else self._kind(model), model=model, adapter=adapter)
-        if package is not None and package.get("chain"):
-            return Target(CHAIN_PREFIX + str(package.get("chain")), "chain", chain=str(package.get("chain")))
+        if package is not None and package.chain:
+            return Target(CHAIN_PREFIX + package.chain, "chain", chain=package.chain)
         local = [name for name, spec in self.config.models.items() if not spec.is_remote]
         candidates = local or list(self.config.models) or [n for n in self.config.quantized if self._built(n)]
         if not candidates:
@@ -208,7 +208,7 @@ class ModelCatalog:
         return self.config.resolve_path(self.config.storage.artifacts_dir) / kind / name
 
     def _built(self, quantized: str) -> bool:
-        from llmops_cli.quantize.loading import is_built
+        from llmops_cli.providers.quantized import is_built
 
         return is_built(self._artifact("quantized", quantized))
 

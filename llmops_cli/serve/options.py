@@ -92,23 +92,23 @@ def resolve_options(
 
     ``api_keys`` are read from the environment variable the deployment (or ``api_keys_env``) names.
     """
-    entry: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     if deployment is not None:
         if deployment not in config.deployments:
             declared = ", ".join(config.deployments) or "none"
             raise UsageError(
                 f"No deployment named '{deployment}' in {config.path.name}.", hint=f"Declared: {declared}."
             )
-        entry = dict(config.deployments[deployment].raw)
-    values: dict[str, Any] = {
-        "host": entry.get("host"),
-        "port": entry.get("port"),
-        "api_keys_env": entry.get("api_keys_env"),
-        "max_concurrency": entry.get("max_concurrency"),
-        "redact": entry.get("redact"),
-        "package": entry.get("package"),
-        "device": (entry.get("serve") or {}).get("device"),
-    }
+        spec = config.deployments[deployment]
+        values = {
+            "host": spec.host,
+            "port": spec.port,
+            "api_keys_env": spec.api_keys_env,
+            "max_concurrency": spec.max_concurrency,
+            "redact": spec.redact,
+            "package": spec.package,
+            "device": spec.device,
+        }
     values.update({k: v for k, v in explicit.items() if v is not None})
     if values.get("package") is None:
         values["package"] = _only_package(config)
