@@ -147,8 +147,8 @@ def _on_disk(config: ProjectConfig, spec: Any) -> dict[str, str]:
     documents = load_documents(
         config.resolve_path(spec.dataset.path),
         root=config.root,
-        file_format=str(spec.dataset.raw.get("file_format", "auto")),
-        fields=spec.dataset.raw.get("fields"),
+        file_format=spec.dataset.file_format,
+        fields=spec.dataset.fields,
     )
     return {d.id: d.sha256 for d in documents}
 
