@@ -93,7 +93,7 @@ def main() -> None:
     from llmops_cli.config.project import ModelSpec
     from llmops_cli.models import materialize
     from llmops_cli.quantize import quantize
-    from llmops_cli.quantize.loading import quiet_bitsandbytes
+    from llmops_cli.providers.quantized import quiet_bitsandbytes
 
     quiet_bitsandbytes()
     folder = materialize(ModelSpec(name="base", source="smollm2-135m-instruct"), ROOT)

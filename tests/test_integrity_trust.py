@@ -16,8 +16,7 @@ import yaml
 
 from llmops_cli.errors import EXIT_USAGE, LlmopsError, UsageError
 from llmops_cli.models import trust
-from tests.test_models import tiny_tokenizer, untied_llama_dir  # noqa: F401  (fixtures)
-from tests.test_quantize import write_project
+from tests.fixtures.quantize import write_project
 
 
 class Reached(LlmopsError):
@@ -125,12 +124,12 @@ def test_allow_code_flags_consent_to_model_code(remote: Path, cli: Any, args: tu
 
 def test_load_quantized_checks_consent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from llmops_cli.config.project import ModelSpec
-    from llmops_cli.quantize import loading
+    from llmops_cli.providers import quantized as loading
 
     folder = tmp_path / "q8"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    spec = ModelSpec(name="q8", source=str(folder), raw={"quantized": "q8", "trust_remote_code": True})
+    spec = ModelSpec.from_dict("q8", {"source": str(folder), "quantized": "q8", "trust_remote_code": True})
     loaded: list[bool] = []
 
     def load_folder(folder: Path, *, device: str = "cpu", trust_remote_code: bool = False) -> Any:

@@ -429,7 +429,7 @@ def test_openai_missing_key_and_bad_url_are_usage_errors(fake_api: FakeOpenAI, m
 
 def test_openai_from_spec_reads_the_entry(fake_api: FakeOpenAI) -> None:
     raw = {"provider": "openai", "base_url": fake_api.url, "model": "m", "timeout_s": 5, "max_retries": 0}
-    spec = ModelSpec(name="hosted", provider="openai", base_url=fake_api.url, model="m", raw=raw)
+    spec = ModelSpec.from_dict("hosted", raw)
     provider = OpenAIProvider.from_spec(spec)
     assert (provider.timeout_s, provider.max_retries) == (5.0, 0)
     fake_api.replies = [(503, {"error": "down"}, 0.0)]

@@ -15,9 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmops_cli.config.adapters import AdapterSpec, parse_adapters
+from llmops_cli.config.chains import ChainSpec, parse_chains
 from llmops_cli.config.deployments import DeploymentSpec, parse_deployments
+from llmops_cli.config.evals import EvalSuiteSpec, parse_evals
 from llmops_cli.config.monitor import MonitorSpec, parse_monitor
 from llmops_cli.config.packages import PackageSpec, parse_packages
+from llmops_cli.config.quantized import QuantizedSpec, parse_quantized
+from llmops_cli.config.retrievers import RetrieverSpec, parse_retrievers
 
 DEFAULT_STORE_THRESHOLD = 1024 * 1024  # files above 1 MiB go to the content store
 
@@ -43,7 +48,7 @@ def _optional_int(value: Any) -> int | None:
 class ModelSpec:
     """A model entry: a local ``source`` (embedded name, HF folder, .gguf, hub id) or a remote ``provider``.
 
-    ``quantized`` and ``gguf_build`` are set only on the specs :mod:`llmops_cli.quantize.loading` makes
+    ``quantized`` and ``gguf_build`` are set only on the specs :mod:`llmops_cli.providers.quantized` makes
     for a built ``quantized:`` entry (its name, and the built .gguf file for ``method: gguf``).
     """
 
@@ -171,11 +176,11 @@ class ProjectConfig:
     models: dict[str, ModelSpec]
     prompts: dict[str, PromptRef]
     datasets: dict[str, DatasetSpec]
-    retrievers: dict[str, Entry]
-    chains: dict[str, Entry]
-    adapters: dict[str, Entry]
-    evals: dict[str, Entry]
-    quantized: dict[str, Entry]
+    retrievers: dict[str, RetrieverSpec]
+    chains: dict[str, ChainSpec]
+    adapters: dict[str, AdapterSpec]
+    evals: dict[str, EvalSuiteSpec]
+    quantized: dict[str, QuantizedSpec]
     packages: dict[str, PackageSpec]
     deployments: dict[str, DeploymentSpec]
     monitor: MonitorSpec
@@ -200,11 +205,11 @@ class ProjectConfig:
             models={k: ModelSpec.from_dict(k, v) for k, v in (data.get("models") or {}).items()},
             prompts={k: PromptRef.from_dict(k, v) for k, v in (data.get("prompts") or {}).items()},
             datasets={k: DatasetSpec.from_dict(k, v) for k, v in (data.get("datasets") or {}).items()},
-            retrievers=entries("retrievers"),
-            chains=entries("chains"),
-            adapters=entries("adapters"),
-            evals=entries("evals"),
-            quantized=entries("quantized"),
+            retrievers=parse_retrievers(data.get("retrievers")),
+            chains=parse_chains(data.get("chains")),
+            adapters=parse_adapters(data.get("adapters")),
+            evals=parse_evals(data.get("evals")),
+            quantized=parse_quantized(data.get("quantized")),
             packages=parse_packages(data.get("packages")),
             deployments=parse_deployments(data.get("deployments")),
             monitor=parse_monitor(data.get("monitor")),

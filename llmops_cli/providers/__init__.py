@@ -6,9 +6,10 @@ entry: :class:`LocalProvider` (transformers, batched, optional LoRA adapter) for
 torch and transformers load on the first local ``generate``.
 """
 
+from llmops_cli.providers.adapters import check_adapter_folder, with_adapter
 from llmops_cli.providers.common import ProgressCallback, cut_at_stop, plan_batches, transcript
 from llmops_cli.providers.factory import clear_provider_cache, get_provider
-from llmops_cli.providers.local import LocalProvider, check_adapter_folder
+from llmops_cli.providers.local import LocalProvider
 from llmops_cli.providers.openai_http import OpenAIProvider
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "get_provider",
     "plan_batches",
     "transcript",
+    "with_adapter",
 ]

@@ -8,14 +8,14 @@ llmops.yaml (or another project with the same model name) never gets a stale pro
 from __future__ import annotations
 
 import difflib
-import json
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmops_cli.errors import UsageError
 from llmops_cli.generation import Provider
-from llmops_cli.providers.local import LocalProvider, check_adapter_folder
+from llmops_cli.providers.adapters import check_adapter_folder
+from llmops_cli.providers.local import LocalProvider
 from llmops_cli.providers.openai_http import OpenAIProvider
 from llmops_cli.providers.runtime import LLAMA_CPP, choose_runtime
 
@@ -52,7 +52,7 @@ def get_provider(
     choice = choose_runtime(spec, config.root, adapter=adapter, device=device)
     if choice.engine == LLAMA_CPP:
         return _llama_cpp_provider(config, spec, choice.gguf, adapter, device)
-    key = ("local", str(config.root.resolve()), model_name, _entry_json(spec), str(adapter or ""), device)
+    key = ("local", str(config.root.resolve()), model_name, _entry_key(spec), str(adapter or ""), device)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
@@ -68,7 +68,7 @@ def _llama_cpp_provider(
     from llmops_cli.providers.llama_cpp import LlamaCppProvider
 
     assert gguf is not None
-    key = ("llama-cpp", str(config.root.resolve()), spec.name, _entry_json(spec), str(adapter or ""), device)
+    key = ("llama-cpp", str(config.root.resolve()), spec.name, _entry_key(spec), str(adapter or ""), device)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
@@ -87,9 +87,9 @@ def _lora_base_folder(config: ProjectConfig, spec: ModelSpec) -> Path:
     from llmops_cli.models import materialize
 
     base = spec
-    quantized = spec.raw.get("quantized")
+    quantized = spec.quantized
     if quantized and quantized in config.quantized:
-        base = config.models[str(config.quantized[quantized].get("model"))]
+        base = config.models[config.quantized[quantized].model]
     return materialize(base, config.root)
 
 
@@ -105,7 +105,7 @@ def _model_spec(config: ProjectConfig, model_name: str) -> ModelSpec:
     if model_name in config.quantized:
         # The built artifacts/quantized/NAME/ folder (UsageError with 'llmops quantize NAME' when absent);
         # LocalProvider loads it with bitsandbytes, plus the adapter a merge: false build ships.
-        from llmops_cli.quantize.loading import quantized_model_spec
+        from llmops_cli.providers.quantized import quantized_model_spec
 
         return quantized_model_spec(config, model_name)
     known = list(config.models)
@@ -122,7 +122,7 @@ def _remote_provider(config: ProjectConfig, spec: ModelSpec, adapter_path: Path 
         )
     if spec.provider not in SUPPORTED_REMOTE:
         raise UsageError(f"Model '{spec.name}': provider '{spec.provider}' is not supported (use 'openai').")
-    key = ("remote", str(config.root.resolve()), spec.name, _entry_json(spec))
+    key = ("remote", str(config.root.resolve()), spec.name, _entry_key(spec))
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
@@ -131,5 +131,6 @@ def _remote_provider(config: ProjectConfig, spec: ModelSpec, adapter_path: Path 
     return cached
 
 
-def _entry_json(spec: ModelSpec) -> str:
-    return json.dumps(spec.raw, sort_keys=True, default=str)
+def _entry_key(spec: ModelSpec) -> str:
+    """The entry as typed, every field: an edited llmops.yaml entry never gets a stale provider."""
+    return repr(spec)

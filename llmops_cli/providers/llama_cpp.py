@@ -85,9 +85,8 @@ class LlamaCppProvider:
         from llmops_cli.engines.cpus import THREADS_ENV
 
         self.cpus = usable_cpus()
-        raw = spec.raw
-        self.parallel = max(1, int(parallel or raw.get("parallel") or self.cpus))
-        fixed = threads or raw.get("threads") or os.environ.get(THREADS_ENV, "").strip() or None
+        self.parallel = max(1, int(parallel or spec.parallel or self.cpus))
+        fixed = threads or spec.threads or os.environ.get(THREADS_ENV, "").strip() or None
         # One thread per slot by default. Measured on SmolLM2-135M, 2 cores: a request alone decodes at
         # 37 tokens/s on one thread and 14-17 on two with OpenMP waiting passively (a barrier per op
         # costs more than the op); spinning instead is what collapses under a shared machine's load.
@@ -95,7 +94,7 @@ class LlamaCppProvider:
         # Prompt processing is a few big matrix products, where threads pay off even waiting passively
         # (1 thread: 150 prompt tokens/s, 2: 245-264, same machine): all the CPUs, unless fixed.
         self.batch_threads = max(1, int(fixed)) if fixed else self.cpus
-        self.context = context or raw.get("max_context")
+        self.context = context or spec.max_context
         self.batch_size = self.parallel  # what eval and serve read to size their batches
         self._lock = threading.Lock()
         self._ready = False  # the slots exist
@@ -164,7 +163,7 @@ class LlamaCppProvider:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         metadata = llm.metadata or {}
-        template = self.spec.raw.get("chat_template") or metadata.get("tokenizer.chat_template")
+        template = self.spec.chat_template or metadata.get("tokenizer.chat_template")
         eos = _token_text(llm, metadata.get("tokenizer.ggml.eos_token_id"))
         bos = _token_text(llm, metadata.get("tokenizer.ggml.bos_token_id"))
         self._eos = eos

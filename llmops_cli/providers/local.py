@@ -22,35 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops_cli.errors import UnavailableError, UsageError, require
+from llmops_cli.errors import UsageError, require
 from llmops_cli.generation import GenerationParams, GenerationRequest, GenerationResult, Message, fit_prompt
+from llmops_cli.providers.adapters import check_adapter_folder, with_adapter
 from llmops_cli.providers.common import ProgressCallback, check_messages, find_stop, plan_batches, transcript
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ModelSpec
 
-ADAPTER_CONFIG = "adapter_config.json"
 # Sampling knobs a checkpoint's generation_config.json may carry; we lift them off the model so a
 # greedy call does not trip transformers' "do_sample=False but temperature is set" warnings, and
 # reuse them as defaults when a sampling request leaves them unset.
 _SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "min_p", "typical_p", "repetition_penalty")
-
-
-def check_adapter_folder(path: Path) -> None:
-    """Fail early, with what to do, when ``path`` is not a loadable PEFT adapter folder."""
-    if not path.is_dir():
-        raise UsageError(f"No adapter folder at {path}.", hint="Point the adapter at a folder made by 'llmops tune'.")
-    if not (path / ADAPTER_CONFIG).is_file():
-        raise UsageError(
-            f"{path} has no {ADAPTER_CONFIG}, so it is not a PEFT (LoRA) adapter folder.",
-            hint="Use the folder 'llmops tune' or peft's save_pretrained() wrote.",
-        )
-    weights = [p for p in path.iterdir() if p.name.startswith("adapter_model.")]
-    if weights and all(p.suffix == ".ptr" for p in weights):
-        raise UnavailableError(
-            f"The adapter weights in {path} are in the content store, not in the work tree.",
-            hint="Run 'llmops pull' (or 'llmops checkout') to fetch them.",
-        )
 
 
 @dataclass
@@ -185,7 +168,7 @@ class LocalProvider:
         import transformers
 
         from llmops_cli.models import load_model
-        from llmops_cli.quantize.loading import load_quantized, prequantized_folder
+        from llmops_cli.providers.quantized import load_quantized, prequantized_folder
 
         # Callers render their own progress; transformers' "Loading weights" bar would cut into it.
         bars_were_enabled = transformers.utils.logging.is_progress_bar_enabled()
@@ -200,7 +183,7 @@ class LocalProvider:
             else:
                 model, tokenizer = load_model(self.spec, self.project_root, dtype=self.dtype, device=self.device)
                 if self.adapter_path is not None:
-                    model = _with_adapter(model, self.adapter_path)
+                    model = with_adapter(model, self.adapter_path)
         finally:
             if bars_were_enabled:
                 transformers.utils.logging.enable_progress_bar()
@@ -312,7 +295,7 @@ def _context_window(model: Any, spec: ModelSpec) -> int | None:
     value = getattr(config, "max_position_embeddings", None)
     if value is None:  # multimodal configs keep it on their text config
         value = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
-    limit = spec.raw.get("max_context")
+    limit = spec.max_context
     candidates = [int(v) for v in (value, limit) if isinstance(v, int) and v > 0]
     return min(candidates) if candidates else None
 
@@ -350,22 +333,3 @@ def _eos_ids(*values: Any) -> frozenset[int]:
         elif isinstance(value, (list, tuple)):
             ids.update(v for v in value if isinstance(v, int))
     return frozenset(ids)
-
-
-def _with_adapter(model: Any, adapter_path: Path) -> Any:
-    """``model`` wrapped with the LoRA adapter in ``adapter_path`` (not merged, in eval mode)."""
-    require("peft", extra="tune", purpose="Loading a LoRA adapter")
-    from llmops_cli.models.quiet import quiet_libraries
-
-    quiet_libraries()  # before peft imports bitsandbytes, which logs at import time
-    from peft import PeftModel
-
-    try:
-        wrapped = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=False)
-    except (ValueError, KeyError, RuntimeError, OSError) as error:
-        raise UsageError(
-            f"Cannot load the adapter in {adapter_path} onto this model: {error}",
-            hint="Was the adapter trained on this base model? Check 'base:' of the adapter entry.",
-        ) from error
-    wrapped.eval()
-    return wrapped

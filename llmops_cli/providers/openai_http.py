@@ -106,7 +106,7 @@ class OpenAIProvider:
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, *, max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> OpenAIProvider:
-        """A provider for a remote ``models:`` entry (``timeout_s``, ``max_retries``, ``headers`` from its raw yaml)."""
+        """A provider for a remote ``models:`` entry (``timeout_s``, ``max_retries``, ``headers`` from its entry)."""
         if not spec.base_url or not spec.model:
             raise UsageError(f"Remote model '{spec.name}' needs both 'base_url' and 'model'.")
         return cls(
@@ -114,9 +114,9 @@ class OpenAIProvider:
             base_url=spec.base_url,
             model=spec.model,
             api_key_env=spec.api_key_env,
-            headers=spec.raw.get("headers"),
-            timeout_s=float(spec.raw.get("timeout_s", DEFAULT_TIMEOUT_S)),
-            max_retries=int(spec.raw.get("max_retries", DEFAULT_MAX_RETRIES)),
+            headers=spec.headers,
+            timeout_s=DEFAULT_TIMEOUT_S if spec.timeout_s is None else spec.timeout_s,
+            max_retries=DEFAULT_MAX_RETRIES if spec.max_retries is None else spec.max_retries,
             max_concurrency=max_concurrency,
         )
 

@@ -47,11 +47,11 @@ def choose_runtime(
     spec: ModelSpec, project_root: Path, *, adapter: Path | None = None, device: str = "cpu"
 ) -> RuntimeChoice:
     """The engine for ``spec`` (with ``adapter``) on ``device``; raises when an explicit choice cannot run."""
-    asked = str(spec.raw.get("runtime") or "auto")
+    asked = spec.runtime or "auto"
     if asked not in RUNTIMES:
         raise UsageError(f"Model '{spec.name}': runtime '{asked}' is not one of {', '.join(RUNTIMES)}.")
     gguf = gguf_file(spec, project_root)
-    if spec.raw.get("gguf_build"):  # a quantized: entry built with method: gguf
+    if spec.gguf_build:  # a quantized: entry built with method: gguf
         asked = LLAMA_CPP
     if asked == TRANSFORMERS:
         return RuntimeChoice(TRANSFORMERS, None, "runtime: transformers")
@@ -91,7 +91,7 @@ def choose_runtime(
 
 def gguf_file(spec: ModelSpec, project_root: Path) -> Path | None:
     """The GGUF behind ``spec`` when there is one on disk (embedded model, .gguf source, GGUF build)."""
-    built = spec.raw.get("gguf_build")
+    built = spec.gguf_build
     if built:
         path = Path(str(built))
         return path if path.is_file() else None

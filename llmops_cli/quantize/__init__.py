@@ -4,7 +4,7 @@ Importing this package is cheap: torch, transformers, peft and bitsandbytes are 
 functions that use them.
 """
 
-from llmops_cli.quantize.loading import (
+from llmops_cli.providers.quantized import (
     is_quantized_spec,
     load_quantized,
     prequantized_folder,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from llmops_cli.engines import llama_cpp as engine
 from llmops_cli.engines.gguf import GGUF_NAME, check_exportable, export_gguf
 from llmops_cli.errors import UsageError
-from llmops_cli.quantize.loading import staged
+from llmops_cli.providers.quantized import staged
 from llmops_cli.quantize.measure import FIXED_PROMPT, Measurement, folder_size, reference_footprint
 from llmops_cli.quantize.progress import Progress, silent
 from llmops_cli.quantize.quality import run_quality_check
@@ -112,11 +112,11 @@ def measure_gguf(
     from llmops_cli.generation import GenerationParams, GenerationRequest
     from llmops_cli.providers.llama_cpp import LlamaCppProvider
 
-    base_raw = config.models[spec.model].raw
-    raw = {"source": str(gguf), **{k: base_raw[k] for k in ("chat_template", "max_context") if base_raw.get(k)}}
-    provider = LlamaCppProvider(
-        ModelSpec(name=spec.name, source=str(gguf), raw=raw), gguf, parallel=1, threads=usable_cpus()
+    base = config.models[spec.model]
+    measured = ModelSpec(
+        name=spec.name, source=str(gguf), chat_template=base.chat_template or None, max_context=base.max_context or None
     )
+    provider = LlamaCppProvider(measured, gguf, parallel=1, threads=usable_cpus())
     started = time.perf_counter()
     provider.load()
     load_s = time.perf_counter() - started

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import QualityGateFailed, UsageError, require
-from llmops_cli.quantize.loading import (
+from llmops_cli.providers.quantized import (
     ADAPTER_DIR,
     device_map,
     load_quantized_folder,
@@ -370,7 +370,7 @@ def _quantize_to(source: Path, out: Path, spec: QuantizeSpec, compute_dtype: str
 
 
 def _copy_adapter(config: ProjectConfig, spec: QuantizeSpec, dest: Path) -> None:
-    from llmops_cli.providers.local import check_adapter_folder
+    from llmops_cli.providers.adapters import check_adapter_folder
     from llmops_cli.versioning import ArtifactRegistry
 
     assert spec.adapter is not None
@@ -385,8 +385,8 @@ def _copy_adapter(config: ProjectConfig, spec: QuantizeSpec, dest: Path) -> None
 def _measure_quantized(out: Path, base: BaseModel, device: str, new_tokens: int, repeats: int) -> Measurement:
     from transformers import AutoTokenizer
 
-    from llmops_cli.providers.local import _with_adapter
-    from llmops_cli.quantize.loading import shipped_adapter
+    from llmops_cli.providers.adapters import with_adapter
+    from llmops_cli.providers.quantized import shipped_adapter
     from llmops_cli.tune.modeling import no_progress_bars
 
     tokenizer = AutoTokenizer.from_pretrained(str(out), local_files_only=True, trust_remote_code=base.trust_remote_code)
@@ -398,7 +398,7 @@ def _measure_quantized(out: Path, base: BaseModel, device: str, new_tokens: int,
             tokenizer,
             new_tokens=new_tokens,
             repeats=repeats,
-            attach=None if adapter is None else (lambda model: _with_adapter(model, adapter)),
+            attach=None if adapter is None else (lambda model: with_adapter(model, adapter)),
         )
 
 
@@ -414,7 +414,7 @@ def _measure_unquantized(
     """The model as the project runs it unquantized: the entry's dtype, its adapter unmerged on top."""
     from transformers import AutoModelForCausalLM
 
-    from llmops_cli.providers.local import _with_adapter
+    from llmops_cli.providers.adapters import with_adapter
     from llmops_cli.tune.modeling import load_tokenizer, no_progress_bars, weights_dtype
     from llmops_cli.versioning import ArtifactRegistry
 
@@ -436,7 +436,7 @@ def _measure_unquantized(
             load_tokenizer(base),
             new_tokens=new_tokens,
             repeats=repeats,
-            attach=None if adapter is None else (lambda model: _with_adapter(model, adapter)),
+            attach=None if adapter is None else (lambda model: with_adapter(model, adapter)),
         )
 
 

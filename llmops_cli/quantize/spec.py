@@ -11,7 +11,8 @@ import difflib
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from llmops_cli.errors import ConfigError, UsageError
+from llmops_cli.errors import ConfigError
+from llmops_cli.providers.quantized import unknown_quantized_error
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
@@ -67,7 +68,7 @@ class QuantizeSpec:
 def parse_quantize_spec(config: ProjectConfig, name: str) -> QuantizeSpec:
     """The ``quantized:`` entry ``name`` of ``config``; checks what it refers to."""
     if name not in config.quantized:
-        raise unknown_name_error(config, name)
+        raise unknown_quantized_error(config, name)
     raw = dict(config.quantized[name].raw)
     method = str(raw.get("method", "bitsandbytes"))
     spec = QuantizeSpec(
@@ -87,20 +88,6 @@ def parse_quantize_spec(config: ProjectConfig, name: str) -> QuantizeSpec:
     )
     _check(config, spec)
     return spec
-
-
-def unknown_name_error(config: ProjectConfig, name: str) -> UsageError:
-    known = sorted(config.quantized)
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        hint = f"Did you mean '{close[0]}'?"
-    else:
-        hint = (
-            f"Declared: {', '.join(known)}."
-            if known
-            else "Add one under 'quantized:' ('llmops schema' lists its keys)."
-        )
-    return UsageError(f"llmops.yaml declares no quantized model '{name}' (quantized:).", hint=hint)
 
 
 def _check(config: ProjectConfig, spec: QuantizeSpec) -> None:

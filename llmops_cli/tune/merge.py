@@ -62,7 +62,7 @@ def merge_adapter(
     """Write base + adapter ``name`` (its checked-out version) as one safetensors HF folder."""
     for module in ("torch", "transformers", "peft"):
         require(module, extra="tune", purpose="Merging an adapter")
-    from llmops_cli.providers.local import check_adapter_folder
+    from llmops_cli.providers.adapters import check_adapter_folder
     from llmops_cli.tune.pipeline import base_model
     from llmops_cli.versioning import ArtifactRegistry
 

@@ -10,6 +10,7 @@ the not yet registered build folder instead (:func:`staged`).
 
 from __future__ import annotations
 
+import difflib
 import json
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UnavailableError, UsageError, require
+from llmops_cli.providers.adapters import ADAPTER_CONFIG, check_adapter_folder, with_adapter
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ModelSpec, ProjectConfig
@@ -56,31 +58,54 @@ def quantized_model_spec(config: ProjectConfig, name: str) -> ModelSpec:
     from llmops_cli.config.project import ModelSpec
 
     if name not in config.quantized:
-        from llmops_cli.quantize.spec import unknown_name_error
-
-        raise unknown_name_error(config, name)
+        raise unknown_quantized_error(config, name)
     folder = quantized_folder(config, name)
-    base = config.models.get(str(config.quantized[name].get("model")))
-    base_raw = base.raw if base is not None else {}
-    if config.quantized[name].get("method") == "gguf":
+    base = config.models.get(config.quantized[name].model)
+    if config.quantized[name].method == "gguf":
         gguf = check_built_gguf(folder, name)
-        raw_gguf: dict[str, Any] = {"source": str(gguf), "quantized": name, "gguf_build": str(gguf)}
-        for key in ("chat_template", "max_context", "parallel", "threads"):
-            if base_raw.get(key) is not None:
-                raw_gguf[key] = base_raw[key]
-        return ModelSpec(name=name, source=str(gguf), dtype="auto", raw=raw_gguf)
+        return ModelSpec(
+            name=name,
+            source=str(gguf),
+            dtype="auto",
+            quantized=name,
+            gguf_build=str(gguf),
+            # The base entry's options still apply: the quantized model is that model, smaller.
+            chat_template=base.chat_template if base is not None else None,
+            max_context=base.max_context if base is not None else None,
+            parallel=base.parallel if base is not None else None,
+            threads=base.threads if base is not None else None,
+        )
     check_built(folder, name)
-    raw: dict[str, Any] = {"source": str(folder), "quantized": name}
     # The base entry's loading options still apply: the quantized model is that model, smaller.
-    for key in ("trust_remote_code", "chat_template", "max_context"):
-        if base_raw.get(key) is not None:
-            raw[key] = base_raw[key]
-    return ModelSpec(name=name, source=str(folder), dtype="auto", raw=raw)
+    return ModelSpec(
+        name=name,
+        source=str(folder),
+        dtype="auto",
+        quantized=name,
+        trust_remote_code=base.trust_remote_code if base is not None else False,
+        chat_template=base.chat_template if base is not None else None,
+        max_context=base.max_context if base is not None else None,
+    )
+
+
+def unknown_quantized_error(config: ProjectConfig, name: str) -> UsageError:
+    """The error for a ``quantized:`` name the project does not declare, with the closest one."""
+    known = sorted(config.quantized)
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        hint = f"Did you mean '{close[0]}'?"
+    else:
+        hint = (
+            f"Declared: {', '.join(known)}."
+            if known
+            else "Add one under 'quantized:' ('llmops schema' lists its keys)."
+        )
+    return UsageError(f"llmops.yaml declares no quantized model '{name}' (quantized:).", hint=hint)
 
 
 def is_quantized_spec(spec: ModelSpec) -> bool:
     """Whether ``spec`` came from :func:`quantized_model_spec` (a ``quantized:`` name)."""
-    return bool(spec.raw.get("quantized"))
+    return bool(spec.quantized)
 
 
 def prequantized_folder(spec: ModelSpec, project_root: Path) -> Path | None:
@@ -126,8 +151,6 @@ def check_built(folder: Path, name: str) -> None:
         )
     adapter = shipped_adapter(folder)
     if adapter is not None:
-        from llmops_cli.providers.local import check_adapter_folder
-
         check_adapter_folder(adapter)
 
 
@@ -159,7 +182,7 @@ def is_built(folder: Path) -> bool:
 def shipped_adapter(folder: Path) -> Path | None:
     """The LoRA adapter a ``merge: false`` build ships beside the quantized base, if any."""
     adapter = folder / ADAPTER_DIR
-    return adapter if (adapter / "adapter_config.json").is_file() else None
+    return adapter if (adapter / ADAPTER_CONFIG).is_file() else None
 
 
 def require_quantization_stack(purpose: str) -> None:
@@ -218,9 +241,7 @@ def load_quantized(
     """
     from transformers import AutoTokenizer
 
-    from llmops_cli.providers.local import _with_adapter
-
-    name = str(spec.raw.get("quantized") or spec.name)
+    name = str(spec.quantized or spec.name)
     check_built(folder, name)
     shipped = shipped_adapter(folder)
     if shipped is not None and adapter_path is not None:
@@ -230,14 +251,14 @@ def load_quantized(
         )
     from llmops_cli.models.trust import remote_code_allowed
 
-    trust = remote_code_allowed(name, spec.raw.get("trust_remote_code", False))
+    trust = remote_code_allowed(name, spec.trust_remote_code)
     model = load_quantized_folder(folder, device=device, trust_remote_code=trust)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust)
-    if spec.raw.get("chat_template"):
-        tokenizer.chat_template = spec.raw["chat_template"]
-    if spec.raw.get("max_context"):
-        tokenizer.model_max_length = int(spec.raw["max_context"])
+    if spec.chat_template:
+        tokenizer.chat_template = spec.chat_template
+    if spec.max_context:
+        tokenizer.model_max_length = spec.max_context
     adapter = adapter_path or shipped
     if adapter is not None:
-        model = _with_adapter(model, adapter)
+        model = with_adapter(model, adapter)
     return model, tokenizer
