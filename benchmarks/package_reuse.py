@@ -44,6 +44,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        # An installed wheel has its .pyc compiled at install time; without them every llmops
+        # process compiles ~90 modules again (~0.15 s), which is not what users run.
+        print("note: PYTHONDONTWRITEBYTECODE is set: llmops' modules are compiled in every process")
     builds: list[float] = []
     reruns: list[float] = []
     with tempfile.TemporaryDirectory(prefix="package-reuse-") as tmp:
