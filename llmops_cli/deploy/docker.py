@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.deploy.k8s import Manifest, Rendered, default_image
-from llmops_cli.deploy.manifest_check import Problem, Validation, parse_quantity
+from llmops_cli.deploy.manifest_check import Problem, Validation
+from llmops_cli.deploy.manifest_rules import parse_quantity
 from llmops_cli.deploy.spec import CONTAINER_PORT, dns_label, release_name
 
 if TYPE_CHECKING:
