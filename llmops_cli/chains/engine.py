@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.chains import templating
-from llmops_cli.chains.analysis import step_id
 from llmops_cli.chains.errors import ChainStepError
 from llmops_cli.chains.runtime import ProjectRuntime, Runtime
-from llmops_cli.chains.steps import STEP_KINDS, run_step
+from llmops_cli.chains.steps import run_step
 from llmops_cli.config import ProjectConfig
+from llmops_cli.config.chains import ChainStep
 from llmops_cli.errors import UsageError
 from llmops_cli.paths import STATE_DIR
 
@@ -70,13 +70,6 @@ class ChainRun:
         return data
 
 
-def _step_kind(step: dict[str, Any]) -> str:
-    kinds = [k for k in STEP_KINDS if k in step]
-    if len(kinds) != 1:  # the schema already enforces this; keep a clear message for library callers
-        raise UsageError(f"a chain step needs exactly one of {', '.join(STEP_KINDS)}; got {kinds or 'none'}")
-    return kinds[0]
-
-
 class ChainRunner:
     """Runs chains of one project; keeps models and indexes loaded between runs."""
 
@@ -97,8 +90,8 @@ class ChainRunner:
         if name not in self.config.chains:
             declared = ", ".join(self.config.chains) or "none"
             raise UsageError(f"unknown chain '{name}'; declared: {declared}")
-        spec = self.config.chains[name].raw
-        missing = [i for i in spec.get("inputs", []) if i not in inputs]
+        spec = self.config.chains[name]
+        missing = [i for i in spec.inputs if i not in inputs]
         if missing:
             flags = " ".join(f"--var {m}=..." for m in missing)
             raise UsageError(f"chain '{name}' needs input(s): {', '.join(missing)}", hint=f"Pass {flags}")
@@ -111,12 +104,12 @@ class ChainRunner:
         context: dict[str, Any] = dict(inputs)
         started = time.perf_counter()
         try:
-            for index, step in enumerate(spec["steps"]):
+            for index, step in enumerate(spec.steps):
                 record = self._run_one(run, index, step, context)
                 run.steps.append(record)
                 if not record.skipped:
                     context[record.output] = record.value
-            run.output = spec.get("output") or (run.steps[-1].output if run.steps else None)
+            run.output = spec.output or (run.steps[-1].output if run.steps else None)
             run.result = context.get(run.output) if run.output else None
         except ChainStepError:
             run.status = "error"
@@ -127,20 +120,20 @@ class ChainRunner:
                 self._save(run)
         return run
 
-    def _run_one(self, run: ChainRun, index: int, step: dict[str, Any], context: dict[str, Any]) -> StepRecord:
-        kind = _step_kind(step)
-        sid = step_id(step, index)
-        record = StepRecord(index, sid, kind, str(step[kind]), step.get("output") or step.get("id") or kind)
-        label = f"{index + 1} ({sid}: {kind} {step[kind]})"  # 1-based, as validate and prompt diff show it
+    def _run_one(self, run: ChainRun, index: int, step: ChainStep, context: dict[str, Any]) -> StepRecord:
+        kind = step.kind
+        sid = step.step_id(index)
+        record = StepRecord(index, sid, kind, step.target, step.output_name)
+        label = f"{index + 1} ({sid}: {kind} {step.target})"  # 1-based, as validate and prompt diff show it
         try:
-            if "when" in step:
-                condition = templating.evaluate(step["when"], context, where=f"step {label} when")
+            if step.when is not None:
+                condition = templating.evaluate(step.when, context, where=f"step {label} when")
                 record.inputs["when"] = bool(condition)
                 if not condition:
                     record.skipped = True
                     return record
             started = time.perf_counter()
-            run_step(kind, step, context, record, runtime=self.runtime, allow_code=self.allow_code, where=label)
+            run_step(step, context, record, runtime=self.runtime, allow_code=self.allow_code, where=label)
             record.latency_ms = (time.perf_counter() - started) * 1000
         except Exception as exc:
             record.error = str(exc)

@@ -9,18 +9,16 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.chains import templating
+from llmops_cli.config.chains import CallStep, ChainStep, PromptStep, RetrieveStep, TransformStep
 from llmops_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from llmops_cli.chains.engine import StepRecord
     from llmops_cli.chains.runtime import Runtime
 
-STEP_KINDS = ("prompt", "retrieve", "transform", "call")
-
 
 def run_step(
-    kind: str,
-    step: dict[str, Any],
+    step: ChainStep,
     context: dict[str, Any],
     record: StepRecord,
     *,
@@ -28,34 +26,32 @@ def run_step(
     allow_code: bool,
     where: str,
 ) -> None:
-    if kind == "prompt":
+    if isinstance(step, PromptStep):
         _prompt(step, context, record, runtime, where)
-    elif kind == "retrieve":
+    elif isinstance(step, RetrieveStep):
         _retrieve(step, context, record, runtime, where)
-    elif kind == "transform":
+    elif isinstance(step, TransformStep):
         _transform(step, context, record, where)
-    elif kind == "call":
+    else:
         _call(step, context, record, runtime, allow_code, where)
-    else:  # pragma: no cover - the schema admits only the kinds above
-        raise UsageError(f"step {where}: unknown kind '{kind}'")
 
 
-def _prompt(step: dict[str, Any], context: dict[str, Any], record: StepRecord, runtime: Runtime, where: str) -> None:
+def _prompt(step: PromptStep, context: dict[str, Any], record: StepRecord, runtime: Runtime, where: str) -> None:
     from llmops_cli.generation import GenerationRequest
 
-    spec = runtime.prompt(step["prompt"])
-    if "vars" in step:
+    spec = runtime.prompt(step.prompt)
+    if step.vars is not None:
         variables = {
-            k: templating.render(str(v), context, where=f"step {where} vars.{k}") for k, v in step["vars"].items()
+            k: templating.render(str(v), context, where=f"step {where} vars.{k}") for k, v in step.vars.items()
         }
     else:  # pass the chain values whose names the prompt declares
         variables = {k: context[k] for k in spec.variables if k in context}
     messages = runtime.render_prompt(spec, variables)
-    model = step.get("model") or spec.model
+    model = step.model or spec.model
     if not model:
         raise UsageError(f"step {where}: no model: set `model:` on the step or in prompt file {spec.file}")
-    adapter = runtime.adapter_path(step["adapter"]) if step.get("adapter") else None
-    params = spec.params.merged(step.get("params"))
+    adapter = runtime.adapter_path(step.adapter) if step.adapter else None
+    params = spec.params.merged(step.params)
     provider = runtime.provider(model, adapter)
     (result,) = provider.generate([GenerationRequest(tuple(messages), params)])
     record.inputs = {"variables": variables}
@@ -63,20 +59,20 @@ def _prompt(step: dict[str, Any], context: dict[str, Any], record: StepRecord, r
     record.tokens = {"prompt": result.prompt_tokens, "completion": result.completion_tokens}
     record.details = {
         "model": model,
-        "adapter": step.get("adapter") if adapter else None,
+        "adapter": step.adapter if adapter else None,
         "adapter_path": str(adapter) if adapter else None,
         "messages": messages,
         "params": params.as_dict(),
         "finish_reason": result.finish_reason,
         "generation_ms": result.latency_ms,
     }
-    if step.get("adapter") and adapter is None:
-        record.details["adapter_disabled"] = step["adapter"]
+    if step.adapter and adapter is None:
+        record.details["adapter_disabled"] = step.adapter
 
 
-def _retrieve(step: dict[str, Any], context: dict[str, Any], record: StepRecord, runtime: Runtime, where: str) -> None:
-    query = templating.render(str(step.get("query", "{{ question }}")), context, where=f"step {where} query")
-    chunks = runtime.retrieve(step["retrieve"], query, step.get("top_k"))
+def _retrieve(step: RetrieveStep, context: dict[str, Any], record: StepRecord, runtime: Runtime, where: str) -> None:
+    query = templating.render(step.query, context, where=f"step {where} query")
+    chunks = runtime.retrieve(step.retrieve, query, step.top_k)
     record.inputs = {"query": query}
     record.value = "\n\n".join(chunk.text.strip() for chunk in chunks)
     record.details = {
@@ -87,24 +83,23 @@ def _retrieve(step: dict[str, Any], context: dict[str, Any], record: StepRecord,
     }
 
 
-def _transform(step: dict[str, Any], context: dict[str, Any], record: StepRecord, where: str) -> None:
-    kind = step["transform"]
-    source = step.get("input") or step.get("template") or ""
-    text = templating.render(str(source), context, where=f"step {where} input")
+def _transform(step: TransformStep, context: dict[str, Any], record: StepRecord, where: str) -> None:
+    kind = step.transform
+    text = templating.render(str(step.source), context, where=f"step {where} input")
     record.inputs = {"input": text}
     if kind == "template":
         record.value = text
     elif kind == "json_parse":
         record.value = _parse_json(text, where)
     elif kind == "regex_extract":
-        pattern = step.get("pattern")
+        pattern = step.pattern
         if not pattern:
             raise UsageError(f"step {where}: regex_extract needs `pattern:`")
         try:
             match = re.search(pattern, text)
         except re.error as exc:
             raise UsageError(f"step {where}: invalid pattern {pattern!r}: {exc}") from None
-        group = step.get("group", 0)
+        group = step.group
         record.value = match.group(group) if match else None
         record.details = {"matched": match is not None}
     else:
@@ -127,9 +122,9 @@ def _parse_json(text: str, where: str) -> Any:
 
 
 def _call(
-    step: dict[str, Any], context: dict[str, Any], record: StepRecord, runtime: Runtime, allow_code: bool, where: str
+    step: CallStep, context: dict[str, Any], record: StepRecord, runtime: Runtime, allow_code: bool, where: str
 ) -> None:
-    target = step["call"]
+    target = step.call
     if not allow_code:
         raise UsageError(
             f"step {where} calls project code ({target}), which needs an explicit opt-in",
@@ -152,7 +147,7 @@ def _call(
         raise UsageError(f"step {where}: '{module_name}' has no function '{func_name}'")
     args = {
         k: templating.render(v, context, where=f"step {where} args.{k}") if isinstance(v, str) else v
-        for k, v in (step.get("args") or {}).items()
+        for k, v in step.args.items()
     }
     record.inputs = {"args": args}
     record.value = func(dict(context), **args)

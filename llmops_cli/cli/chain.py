@@ -21,18 +21,8 @@ def list_(json_out: JsonOpt = False) -> None:
     cfg = STATE.config()
     rows = []
     for name, chain in cfg.chains.items():
-        steps = [
-            next(f"{k} {s[k]}" for k in ("prompt", "retrieve", "transform", "call") if k in s)
-            for s in chain.raw["steps"]
-        ]
-        rows.append(
-            {
-                "name": name,
-                "inputs": chain.raw.get("inputs", []),
-                "steps": steps,
-                "description": chain.raw.get("description", ""),
-            }
-        )
+        steps = [f"{s.kind} {s.target}" for s in chain.steps]
+        rows.append({"name": name, "inputs": list(chain.inputs), "steps": steps, "description": chain.description})
     if json_out:
         output.print_json(rows)
         return

@@ -159,7 +159,7 @@ def llm_weights(config: ProjectConfig, package: PackageRef) -> tuple[ServedModel
     """The one base model and the LoRA adapters of ``package`` (vLLM serves one base model per server)."""
     components = [c for c in package.manifest.get("artifacts", []) if isinstance(c, dict)]
     serves = package.manifest.get("serves") or {}
-    embeddings = {str(r.raw.get("embedding")) for r in config.retrievers.values() if r.raw.get("embedding")}
+    embeddings = {r.embedding for r in config.retrievers.values() if r.embedding}
     models = [c for c in components if c.get("kind") in ("model", "quantized")]
     if serves.get("model"):
         models = [c for c in models if c.get("name") == serves["model"]]
@@ -176,8 +176,8 @@ def llm_weights(config: ProjectConfig, package: PackageRef) -> tuple[ServedModel
     for c in components:
         if c.get("kind") == "adapter" and c.get("path"):
             name = str(c["name"])
-            lora = (config.adapters[name].raw.get("lora") or {}) if name in config.adapters else {}
-            adapters.append(ServedAdapter(name, str(c["path"]), int(lora.get("r") or 16)))
+            rank = config.adapters[name].lora.r if name in config.adapters else 16
+            adapters.append(ServedAdapter(name, str(c["path"]), int(rank or 16)))
     return model, adapters
 
 

@@ -150,11 +150,11 @@ def regressions(current: SuiteResult, limit: float) -> list[str]:
 
 def suite_prompts(config: ProjectConfig, suite: str) -> set[str]:
     """The prompts a suite's target renders (its prompt, or its chain's prompt steps)."""
-    target = dict(config.evals[suite].raw["target"])
-    if "prompt" in target:
-        return {target["prompt"]}
-    if "chain" in target:
-        return {step["prompt"] for step in config.chains[target["chain"]].raw.get("steps", []) if "prompt" in step}
+    target = config.evals[suite].target
+    if target.prompt is not None:
+        return {target.prompt}
+    if target.chain is not None:
+        return set(config.chains[target.chain].prompt_names())
     return set()
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from llmops_cli.chains.runtime import ProjectRuntime
 from llmops_cli.config import ProjectConfig
+from llmops_cli.config.evals import EvalSuiteSpec, EvalTarget
 from llmops_cli.errors import LlmopsError, UsageError
 from llmops_cli.evals.cases import CLEAN, EvalCase, adversarial_cases, cases_from_rows, plant_canary
 from llmops_cli.evals.metrics import CaseInput, Metric, MetricSpec, aggregate_scores, build_metrics, score_cases
@@ -293,30 +294,30 @@ class _Target:
 
     workers: int | None = None  # cases run at once (default: the batch size)
 
-    def __init__(self, runtime: EvalRuntime, raw: dict[str, Any]) -> None:
+    def __init__(self, runtime: EvalRuntime, spec: EvalTarget) -> None:
         self.runtime = runtime
-        self.raw = raw
+        self.target = spec
 
     def run(self, case: EvalCase) -> _Output:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        out = dict(self.raw)
+        out = self.target.as_dict()
         if self.runtime.options.override is not None:
             out["override"] = self.runtime.options.override.label
         return out
 
 
 class _ChainTarget(_Target):
-    def __init__(self, runtime: EvalRuntime, raw: dict[str, Any], chain: str) -> None:
-        super().__init__(runtime, raw)
+    def __init__(self, runtime: EvalRuntime, spec: EvalTarget, chain: str) -> None:
+        super().__init__(runtime, spec)
         from llmops_cli.chains import ChainRunner
 
         self.chain = chain
         self.runner = ChainRunner(
             runtime.config, runtime=runtime, allow_code=runtime.options.allow_code, save_traces=False
         )
-        self.inputs = list(runtime.config.chains[chain].raw.get("inputs", []))
+        self.inputs = list(runtime.config.chains[chain].inputs)
 
     def run(self, case: EvalCase) -> _Output:
         inputs = (
@@ -336,15 +337,15 @@ class _ChainTarget(_Target):
 
 
 class _PromptTarget(_Target):
-    def __init__(self, runtime: EvalRuntime, raw: dict[str, Any]) -> None:
-        super().__init__(runtime, raw)
-        self.spec = runtime.prompt(raw["prompt"])
-        self.model = raw.get("model") or self.spec.model
+    def __init__(self, runtime: EvalRuntime, spec: EvalTarget) -> None:
+        super().__init__(runtime, spec)
+        self.spec = runtime.prompt(str(spec.prompt))
+        self.model = spec.model or self.spec.model
         if not self.model:
             raise UsageError(
-                f"eval target prompt '{raw['prompt']}' has no model", hint="Set target.model in the suite."
+                f"eval target prompt '{spec.prompt}' has no model", hint="Set target.model in the suite."
             )
-        self.adapter = runtime.adapter_path(raw["adapter"]) if raw.get("adapter") else None
+        self.adapter = runtime.adapter_path(spec.adapter) if spec.adapter else None
 
     def run(self, case: EvalCase) -> _Output:
         variables = {k: case.variables[k] for k in self.spec.variables if k in case.variables}
@@ -357,10 +358,10 @@ class _PromptTarget(_Target):
 class _ModelTarget(_Target):
     """A bare model (or quantized model, or endpoint): the case's conversation, no prompt file."""
 
-    def __init__(self, runtime: EvalRuntime, raw: dict[str, Any], provider: Provider | None = None) -> None:
-        super().__init__(runtime, raw)
-        self.model = raw.get("model") or raw.get("quantized")
-        self.adapter = runtime.adapter_path(raw["adapter"]) if raw.get("adapter") else None
+    def __init__(self, runtime: EvalRuntime, spec: EvalTarget, provider: Provider | None = None) -> None:
+        super().__init__(runtime, spec)
+        self.model = spec.model or spec.quantized
+        self.adapter = runtime.adapter_path(spec.adapter) if spec.adapter else None
         self.fixed = provider
 
     def run(self, case: EvalCase) -> _Output:
@@ -408,30 +409,30 @@ def _endpoint_provider(url: str, *, timeout_s: float = ENDPOINT_TIMEOUT_S) -> Pr
     )
 
 
-def build_target(runtime: EvalRuntime, raw: dict[str, Any]) -> _Target:
-    if "chain" in raw:
-        return _ChainTarget(runtime, raw, raw["chain"])
-    if "prompt" in raw:
-        return _PromptTarget(runtime, raw)
-    if "endpoint" in raw:
+def build_target(runtime: EvalRuntime, spec: EvalTarget) -> _Target:
+    if spec.chain is not None:
+        return _ChainTarget(runtime, spec, spec.chain)
+    if spec.prompt is not None:
+        return _PromptTarget(runtime, spec)
+    if spec.endpoint is not None:
         runtime.cache = None  # what runs behind a URL can change without us knowing: never cached
-        timeout_s = float(raw.get("timeout_s", ENDPOINT_TIMEOUT_S))
-        target = _ModelTarget(runtime, raw, provider=_endpoint_provider(raw["endpoint"], timeout_s=timeout_s))
+        timeout_s = spec.timeout_s if spec.timeout_s is not None else ENDPOINT_TIMEOUT_S
+        target = _ModelTarget(runtime, spec, provider=_endpoint_provider(spec.endpoint, timeout_s=timeout_s))
         # Each eval worker holds one request at a time: `concurrency` workers = that many requests in flight.
-        target.workers = max(1, int(raw.get("concurrency", ENDPOINT_CONCURRENCY)))
+        target.workers = max(1, spec.concurrency if spec.concurrency is not None else ENDPOINT_CONCURRENCY)
         return target
-    if "model" in raw or "quantized" in raw:
-        return _ModelTarget(runtime, raw)
-    raise UsageError(f"eval target {raw!r} names none of chain, prompt, model, quantized, endpoint")
+    if spec.model is not None or spec.quantized is not None:
+        return _ModelTarget(runtime, spec)
+    raise UsageError(f"eval target {spec.as_dict()!r} names none of chain, prompt, model, quantized, endpoint")
 
 
-def target_for_name(config: ProjectConfig, name: str) -> dict[str, Any]:
+def target_for_name(config: ProjectConfig, name: str) -> EvalTarget:
     """A target from a bare name (pairwise `against:`): a chain, prompt, model or quantized entry."""
     for section, key in ((config.chains, "chain"), (config.prompts, "prompt"), (config.models, "model")):
         if name in section:
-            return {key: name}
+            return EvalTarget.from_dict({key: name})
     if name in config.quantized:
-        return {"quantized": name}
+        return EvalTarget.from_dict({"quantized": name})
     raise UsageError(
         f"'{name}' is not a chain, prompt, model or quantized entry", hint="Check `against:` in the suite."
     )
@@ -440,29 +441,29 @@ def target_for_name(config: ProjectConfig, name: str) -> dict[str, Any]:
 # --- the run ---------------------------------------------------------------------------------------
 
 
-def suite_spec(config: ProjectConfig, suite: str) -> dict[str, Any]:
+def suite_spec(config: ProjectConfig, suite: str) -> EvalSuiteSpec:
     if suite not in config.evals:
         import difflib
 
         close = difflib.get_close_matches(suite, list(config.evals), n=1)
         hint = f"Did you mean '{close[0]}'?" if close else f"Declared suites: {', '.join(config.evals) or 'none'}."
         raise UsageError(f"no eval suite named '{suite}' in {config.path.name} (evals:)", hint=hint)
-    return dict(config.evals[suite].raw)
+    return config.evals[suite]
 
 
-def load_cases(config: ProjectConfig, spec: dict[str, Any], options: EvalOptions, seed: int) -> list[EvalCase]:
+def load_cases(config: ProjectConfig, spec: EvalSuiteSpec, options: EvalOptions, seed: int) -> list[EvalCase]:
     from llmops_cli.data import load_rows
 
-    dataset = spec["dataset"]
+    dataset = spec.dataset
     rows = load_rows(config, dataset, training=False)
     cases = cases_from_rows(rows, config.datasets[dataset].format)
-    limit = options.limit if options.limit is not None else spec.get("limit")
+    limit = options.limit if options.limit is not None else spec.limit
     if limit is not None:
         cases = cases[: int(limit)]
     if not cases:
         raise UsageError(f"dataset '{dataset}' has no rows to evaluate")
-    if options.adversarial and spec.get("adversarial"):
-        cases = cases + adversarial_cases(cases, spec["adversarial"], seed=seed)
+    if options.adversarial:
+        cases = cases + adversarial_cases(cases, spec.adversarial, seed=seed)
     return cases
 
 
@@ -472,11 +473,11 @@ def run_suite(
     """Run ``suite`` and return its result (thresholds checked; nothing written)."""
     options = options or EvalOptions()
     spec = suite_spec(config, suite)
-    for key, text in (spec.get("thresholds") or {}).items():
+    for key, text in spec.thresholds.items():
         parse_threshold(key, text)  # a typo in a gate fails before minutes of generation
-    repeat = options.repeat or int(spec.get("repeat", 1))
-    seed = options.seed if options.seed is not None else int(spec.get("seed", 0))
-    canary = (spec.get("adversarial") or {}).get("leakage", {}).get("canary") if options.adversarial else None
+    repeat = options.repeat or spec.repeat
+    seed = options.seed if options.seed is not None else spec.seed
+    canary = spec.adversarial.canary if options.adversarial else None
     cases = load_cases(config, spec, options, seed)
     started = _dt.datetime.now(_dt.timezone.utc)
     clock = time.perf_counter()
@@ -488,7 +489,7 @@ def run_suite(
     try:
         metrics = _metrics(config, spec, runtime, options)
         _check_threshold_keys(spec, metrics, canary=bool(canary), injection=_has_injection(spec, options))
-        target = build_target(runtime, dict(spec["target"]))
+        target = build_target(runtime, spec.target)
         outputs = _run_cases(runtime, target, cases, repeat, progress)
         others = _pairwise_others(config, spec, metrics, runtime, cases)
         results = _score(metrics, cases, outputs, repeat, canary, others)
@@ -505,12 +506,12 @@ def run_suite(
     _adversarial_aggregates(aggregates, results)
     if repeat > 1:
         _pass_at_k(aggregates, clean, metrics, repeat)
-    thresholds = check_thresholds(aggregates, dict(spec.get("thresholds") or {}))
+    thresholds = check_thresholds(aggregates, dict(spec.thresholds))
     result = SuiteResult(
         suite=suite,
         target=described,
-        dataset_ref=spec["dataset"],
-        config_hash=_config_hash(config, spec),
+        dataset_ref=spec.dataset,
+        config_hash=spec.config_hash(),
         versions=_versions(config, fingerprints, adapters, spec),
         started=started.isoformat(timespec="seconds"),
         seconds=time.perf_counter() - clock,
@@ -526,17 +527,17 @@ def run_suite(
     return result
 
 
-def _has_injection(spec: dict[str, Any], options: EvalOptions) -> bool:
-    adversarial = spec.get("adversarial") or {}
-    return options.adversarial and bool(adversarial.get("injection") or "injection" in (adversarial.get("fuzz") or ()))
+def _has_injection(spec: EvalSuiteSpec, options: EvalOptions) -> bool:
+    adversarial = spec.adversarial
+    return options.adversarial and (adversarial.injection or "injection" in adversarial.fuzz)
 
 
-def _check_threshold_keys(spec: dict[str, Any], metrics: list[Metric], *, canary: bool, injection: bool) -> None:
+def _check_threshold_keys(spec: EvalSuiteSpec, metrics: list[Metric], *, canary: bool, injection: bool) -> None:
     """Every threshold names a metric this run will report, checked before any generation."""
     known = {key for metric in metrics for key in metric.keys()}  # noqa: SIM118 - Metric.keys(), not a dict
     known |= {LEAKAGE_METRIC} if canary else set()
     known |= {INJECTION_METRIC} if injection else set()
-    for key in spec.get("thresholds") or {}:
+    for key in spec.thresholds:
         metric = key if key in known else key.rpartition(".")[0]
         if metric not in known and not any(metric.startswith(f"{k}.") for k in known):
             raise UsageError(
@@ -545,13 +546,13 @@ def _check_threshold_keys(spec: dict[str, Any], metrics: list[Metric], *, canary
             )
 
 
-def _metrics(config: ProjectConfig, spec: dict[str, Any], runtime: EvalRuntime, options: EvalOptions) -> list[Metric]:
+def _metrics(config: ProjectConfig, spec: EvalSuiteSpec, runtime: EvalRuntime, options: EvalOptions) -> list[Metric]:
     from llmops_cli.evals.judge import judge_metric_factory
 
-    judge_default = (spec.get("judge") or {}).get("model")
+    judge_default = spec.judge_model
     factory = judge_metric_factory(lambda model: runtime.model_provider(model, None, batched=False), judge_default)
-    specs = [MetricSpec.parse(m) for m in spec["metrics"]]
-    rubric = (spec.get("judge") or {}).get("rubric")
+    specs = [MetricSpec.parse(m) for m in spec.metrics]
+    rubric = spec.judge_rubric
     if rubric:  # the suite's default rubric for judge metrics that do not set their own
         specs = [replace(s, rubric=s.rubric or rubric) if s.type in ("judge", "pairwise") else s for s in specs]
     return build_metrics(specs, root=config.root, config=config, allow_code=options.allow_code, judge=factory)
@@ -605,7 +606,7 @@ def _case_latency(runtime: EvalRuntime, target: _Target, out: _Output, keys: lis
     cache = runtime.cache
     if cache is None or out.error is not None or out.latency_ms is None or not keys:
         return
-    key = cache.case_key(target.raw, keys)
+    key = cache.case_key(target.target.as_dict(), keys)
     if out.cached:
         stored = cache.case_latency(key)
         if stored is not None:
@@ -625,7 +626,7 @@ def _is_setup_error(error: LlmopsError) -> bool:
 
 
 def _pairwise_others(
-    config: ProjectConfig, spec: dict[str, Any], metrics: list[Metric], runtime: EvalRuntime, cases: list[EvalCase]
+    config: ProjectConfig, spec: EvalSuiteSpec, metrics: list[Metric], runtime: EvalRuntime, cases: list[EvalCase]
 ) -> dict[str, dict[str, str]]:
     from llmops_cli.evals.judge import PairwiseMetric
 
@@ -755,13 +756,8 @@ def _robustness(results: list[CaseResult], metrics: list[Metric]) -> dict[str, d
     return out
 
 
-def _config_hash(config: ProjectConfig, spec: dict[str, Any]) -> str:
-    blob = json.dumps(spec, sort_keys=True, default=str)
-    return "sha256:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
 def _versions(
-    config: ProjectConfig, fingerprints: dict[str, str], adapters: dict[str, str], spec: dict[str, Any]
+    config: ProjectConfig, fingerprints: dict[str, str], adapters: dict[str, str], spec: EvalSuiteSpec
 ) -> dict[str, Any]:
     from llmops_cli.versioning.artifacts import library_versions
 

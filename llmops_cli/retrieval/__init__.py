@@ -8,12 +8,13 @@ need them (and an index run with nothing to embed never loads the embedding mode
     retriever = get_retriever(config, "kb")           # kept open for repeated queries
 """
 
+from llmops_cli.config.retrievers import DEFAULT_EMBEDDING
 from llmops_cli.retrieval.chunking import Chunk, ChunkSettings, chunk_document, split_text
 from llmops_cli.retrieval.documents import Document, content_hash, load_documents
-from llmops_cli.retrieval.embeddings import DEFAULT_EMBEDDING, Embedder, HFEmbedder, get_embedder, resolve_embedding
+from llmops_cli.retrieval.embeddings import Embedder, HFEmbedder, get_embedder, resolve_embedding
 from llmops_cli.retrieval.index import IndexStats, ProgressFn, build_index, index_fingerprint
 from llmops_cli.retrieval.retriever import RetrievedChunk, Retriever, forget_retriever, get_retriever, retrieve
-from llmops_cli.retrieval.spec import RetrieverSpec, retriever_spec
+from llmops_cli.retrieval.spec import ResolvedRetriever, retriever_spec
 
 __all__ = [
     "DEFAULT_EMBEDDING",
@@ -26,7 +27,7 @@ __all__ = [
     "ProgressFn",
     "RetrievedChunk",
     "Retriever",
-    "RetrieverSpec",
+    "ResolvedRetriever",
     "build_index",
     "chunk_document",
     "content_hash",

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from llmops_cli.config.retrievers import DEFAULT_EMBEDDING
 from llmops_cli.errors import UsageError, require
 from llmops_cli.models.hashing import text_sha256
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
 
-DEFAULT_EMBEDDING = "all-minilm-l6-v2"
 DEFAULT_BATCH_SIZE = 32
 _MAX_LENGTH_CAP = 512
 
@@ -61,11 +61,11 @@ def resolve_embedding(config: ProjectConfig, value: str) -> EmbeddingModel:
             f"Embedding model '{value}' is a remote model; embeddings are computed locally.",
             hint="Use an encoder with a local 'source:' (or the default all-minilm-l6-v2).",
         )
-    spec = declared or ModelSpec(name=value, source=value, raw={"source": value})
+    spec = declared or ModelSpec(name=value, source=value)
     resolved = resolve(spec, config.root)
     folder = materialize_resolved(resolved)
     # Only locating here (package build does too): the consent check is where the weights load.
-    return EmbeddingModel(value, folder, fingerprint(resolved), spec.raw.get("trust_remote_code") is True)
+    return EmbeddingModel(value, folder, fingerprint(resolved), spec.trust_remote_code)
 
 
 def max_length_of(folder: Path) -> int:

@@ -115,8 +115,8 @@ def build_index(
         documents = load_documents(
             config.resolve_path(spec.dataset.path),
             root=config.root,
-            file_format=str(spec.dataset.raw.get("file_format", "auto")),
-            fields=spec.dataset.raw.get("fields"),
+            file_format=spec.dataset.file_format,
+            fields=spec.dataset.fields,
         )
         embedder = embedder or get_embedder(config, spec.embedding)
         fingerprint = index_fingerprint(embedder.fingerprint, spec.chunk)

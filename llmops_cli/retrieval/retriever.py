@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UsageError
 from llmops_cli.retrieval.embeddings import Embedder, get_embedder
-from llmops_cli.retrieval.spec import RetrieverSpec, retriever_spec
+from llmops_cli.retrieval.spec import ResolvedRetriever, retriever_spec
 from llmops_cli.retrieval.store import collection_fingerprint, get_collection, open_client
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class Retriever:
     def __init__(self, config: ProjectConfig, name: str, *, embedder: Embedder | None = None) -> None:
         from llmops_cli.retrieval.index import index_fingerprint
 
-        self.spec: RetrieverSpec = retriever_spec(config, name)
+        self.spec: ResolvedRetriever = retriever_spec(config, name)
         self.root = config.root
         self.embedder: Embedder = embedder or get_embedder(config, self.spec.embedding)
         self._expected = index_fingerprint(self.embedder.fingerprint, self.spec.chunk)
@@ -127,7 +127,7 @@ def _chunk(text: str | None, meta: dict[str, Any] | None, distance: float) -> Re
     )
 
 
-_CACHE: dict[tuple[str, RetrieverSpec], Retriever] = {}
+_CACHE: dict[tuple[str, ResolvedRetriever], Retriever] = {}
 _CACHE_LOCK = threading.Lock()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.errors import UnavailableError, require
-from llmops_cli.retrieval.spec import RetrieverSpec
+from llmops_cli.retrieval.spec import ResolvedRetriever
 
 COLLECTION_SPACE = "cosine"
 FINGERPRINT_KEY = "llmops:fingerprint"
@@ -30,7 +30,7 @@ def _settings() -> Any:
     return Settings(anonymized_telemetry=False, allow_reset=False)
 
 
-def open_client(spec: RetrieverSpec, root: Path) -> Any:
+def open_client(spec: ResolvedRetriever, root: Path) -> Any:
     """A Chroma client for ``spec``'s store, shared by everything in this process."""
     require("chromadb", extra="rag", purpose="The vector store")
     key = spec.store.describe(root)
@@ -41,7 +41,7 @@ def open_client(spec: RetrieverSpec, root: Path) -> Any:
         return client
 
 
-def _connect(spec: RetrieverSpec, root: Path) -> Any:
+def _connect(spec: ResolvedRetriever, root: Path) -> Any:
     import chromadb
 
     if spec.store.type == "http":

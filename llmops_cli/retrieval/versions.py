@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.retrieval.documents import Document
-from llmops_cli.retrieval.spec import RetrieverSpec
+from llmops_cli.retrieval.spec import ResolvedRetriever
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
@@ -29,7 +29,7 @@ INDEX_FILE = "index.json"
 
 
 def index_manifest(
-    spec: RetrieverSpec, config: ProjectConfig, documents: list[Document], counts: dict[str, int], stats: IndexStats
+    spec: ResolvedRetriever, config: ProjectConfig, documents: list[Document], counts: dict[str, int], stats: IndexStats
 ) -> dict[str, Any]:
     """The content of ``index.json``: deterministic, so an unchanged index gives identical bytes."""
     return {
@@ -50,7 +50,7 @@ def index_manifest(
 def register_index(
     registry: ArtifactRegistry,
     config: ProjectConfig,
-    spec: RetrieverSpec,
+    spec: ResolvedRetriever,
     documents: list[Document],
     counts: dict[str, int],
     stats: IndexStats,

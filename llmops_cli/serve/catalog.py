@@ -136,8 +136,8 @@ class ModelCatalog:
         for name, entry in cfg.adapters.items():
             if name not in taken and self._trained(name):
                 found.append(Target(name, "adapter", model=entry.base, adapter=name))
-        for name, entry in cfg.chains.items():
-            if len(entry.get("inputs") or []) <= 1:
+        for name, chain in cfg.chains.items():
+            if len(chain.inputs) <= 1:
                 found.append(Target(CHAIN_PREFIX + name, "chain", chain=name))
         alias = self._alias(found)
         return [*found, alias] if alias is not None else found
@@ -289,12 +289,11 @@ class ModelCatalog:
         from llmops_cli.prompts import load_prompt
 
         pairs: list[tuple[str, Path | None]] = []
-        for step in self.config.chains[str(target.chain)].raw.get("steps", []):
-            if "prompt" in step:
-                model = step.get("model") or load_prompt(self.config, step["prompt"]).model
-                adapter = self.adapter_path(step["adapter"]) if step.get("adapter") else None
-                if model and (model, adapter) not in pairs:
-                    pairs.append((model, adapter))
+        for step in self.config.chains[str(target.chain)].prompt_steps():
+            model = step.model or load_prompt(self.config, step.prompt).model
+            adapter = self.adapter_path(step.adapter) if step.adapter else None
+            if model and (model, adapter) not in pairs:
+                pairs.append((model, adapter))
         return pairs
 
     def close(self) -> None:

@@ -31,15 +31,11 @@ class ServeRuntime(ProjectRuntime):
 
 def prompt_names(config: ProjectConfig, chain: str) -> list[str]:
     """The prompts a chain's steps use, in step order (for the prompt versions in the log)."""
-    names: list[str] = []
-    for step in config.chains[chain].raw.get("steps", []):
-        if "prompt" in step and step["prompt"] not in names:
-            names.append(str(step["prompt"]))
-    return names
+    return config.chains[chain].prompt_names()
 
 
 def chain_inputs(config: ProjectConfig, chain: str) -> list[str]:
-    return [str(i) for i in config.chains[chain].raw.get("inputs") or []]
+    return list(config.chains[chain].inputs)
 
 
 def check_chain(config: ProjectConfig, chain: str) -> None:
