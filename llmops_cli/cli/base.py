@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from llmops_cli.cli.state import STATE
 from llmops_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, LlmopsError
@@ -68,3 +69,27 @@ class LlmopsTyper(typer.Typer):
             return fn
 
         return decorator
+
+
+def default_command_group(default: str, *, default_takes_options: bool = True) -> type[TyperGroup]:
+    """A group class whose unknown first word is the argument of its ``default`` command.
+
+    ``llmops tune ADAPTER`` is ``llmops tune run ADAPTER``; an argument named like one of the group's
+    commands needs the long form. With ``default_takes_options=False`` a first word starting with ``-``
+    is left to the group itself instead of going to ``default``.
+    """
+
+    class DefaultCommandGroup(TyperGroup):
+        def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+            first = args[0] if args else None
+            if (
+                first is not None
+                and first not in self.commands
+                and first not in ctx.help_option_names
+                and (default_takes_options or not first.startswith("-"))
+            ):
+                args = [default, *args]
+            return super().parse_args(ctx, args)
+
+    DefaultCommandGroup.__name__ = f"Default{default.title()}Group"
+    return DefaultCommandGroup

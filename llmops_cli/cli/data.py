@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -14,7 +12,7 @@ from llmops_cli.cli.options import AllowModelCodeOpt, JsonOpt, consent_to_code
 from llmops_cli.cli.state import STATE
 
 if TYPE_CHECKING:
-    from llmops_cli.data import DatasetCheck, DatasetStats, Distribution, Duplicates, ProgressFn, Snapshot
+    from llmops_cli.data import DatasetCheck, DatasetStats, Distribution, Duplicates, Snapshot
 
 app = LlmopsTyper(help="Datasets: validate rows, explore them (lengths, duplicates, leakage) and snapshot them.")
 
@@ -97,7 +95,7 @@ def stats(
 
     consent_to_code(allow_code)
     cfg = STATE.config()
-    with _progress(name, enabled=not (json_out or STATE.quiet)) as report:
+    with output.progress(name, enabled=not (json_out or STATE.quiet), style="phases", width=32) as report:
         result = dataset_stats(
             cfg, name, model=model, max_seq_len=max_seq_len, against=against, tokens=not no_tokens, progress=report
         )
@@ -125,9 +123,9 @@ def snapshot(
 
     cfg = STATE.config()
     adapter = training_adapter(cfg, name)
-    training = (cfg.adapters[adapter].get("training") or {}) if adapter else {}
-    split = eval_split if eval_split is not None else float(training.get("eval_split", 0.1))
-    chosen_seed = seed if seed is not None else int(training.get("seed", 42))
+    training = cfg.adapters[adapter].training if adapter else None
+    split = eval_split if eval_split is not None else float(training.eval_split if training else 0.1)
+    chosen_seed = seed if seed is not None else int(training.seed if training else 42)
     snap = snapshot_dataset(cfg, name, eval_split=split, seed=chosen_seed)
     if json_out:
         output.print_json(_snapshot_dict(snap))
@@ -247,25 +245,3 @@ def _overlaps(st: DatasetStats) -> None:
         examples = "\n".join(f"{p.where} ~ {p.other}: {escape(p.text)}" for p in o.examples)
         rows.append([o.against, o.rows, o.same_prompt, o.same_row, examples])
     output.table("overlap (leakage)", ["against", "its rows", "same prompt", "same row", "examples"], rows)
-
-
-@contextmanager
-def _progress(name: str, *, enabled: bool) -> Iterator[ProgressFn]:
-    """A rich progress display fed by dataset_stats' (phase, done, total) callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-
-    from llmops_cli.cli.progress import live_progress
-
-    columns = (TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with live_progress(*columns, enabled=enabled) as bar:
-        tasks: dict[str, Any] = {}
-        labels = {"tokenizer": "loading the tokenizer", "tokens": "counting tokens"}
-
-        def report(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                for task in tasks.values():  # a new phase means the earlier ones are done
-                    bar.update(task, completed=bar.tasks[task].total)
-                tasks[phase] = bar.add_task(f"{name}: {labels.get(phase, phase)}", total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
-        yield report

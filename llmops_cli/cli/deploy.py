@@ -4,15 +4,13 @@ history and rollback. ``llmops deploy ENV`` is short for ``llmops deploy up ENV`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from llmops_cli.cli import output
-from llmops_cli.cli.base import LlmopsTyper
+from llmops_cli.cli.base import LlmopsTyper, default_command_group
 from llmops_cli.cli.options import JsonOpt
 from llmops_cli.cli.state import STATE
 
@@ -36,22 +34,8 @@ PortOpt = Annotated[
 ]
 
 
-class _DefaultUpGroup(TyperGroup):
-    """A group whose unknown first word is a deployment name for the ``up`` command."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if (
-            args
-            and args[0] not in self.commands
-            and args[0] not in ctx.help_option_names
-            and not args[0].startswith("-")
-        ):
-            args = ["up", *args]
-        return super().parse_args(ctx, args)
-
-
 app = LlmopsTyper(
-    cls=_DefaultUpGroup,
+    cls=default_command_group("up", default_takes_options=False),
     help="Deploy a package (`llmops deploy ENV` is short for `llmops deploy up ENV`): a local background "
     "server, or validated Kubernetes / Docker files; every deployment is recorded in git as deploy/ENV/vN.",
 )
@@ -80,7 +64,7 @@ def up(
     options = DeployOptions(package_version=package_version, build=build, from_project=from_project, port=port,
                             output=output_dir, validator=validate, timeout_s=timeout)  # fmt: skip
     config = STATE.config()
-    with _progress(f"deploy {env}", enabled=not (json_out or STATE.quiet)) as report:
+    with output.progress(f"deploy {env}", enabled=not (json_out or STATE.quiet), style="status") as report:
         result = deploy(config, env, options, progress=report)
     _report(result, json_out)
 
@@ -104,7 +88,7 @@ def rollback(
     from llmops_cli.deploy import rollback as do_rollback
 
     options = DeployOptions(port=port, output=output_dir, validator=validate, timeout_s=timeout)
-    with _progress(f"rollback {env}", enabled=not (json_out or STATE.quiet)) as report:
+    with output.progress(f"rollback {env}", enabled=not (json_out or STATE.quiet), style="status") as report:
         result = do_rollback(STATE.config(), env, to=_version(to), options=options, progress=report)
     _report(result, json_out)
 
@@ -296,25 +280,3 @@ def _report(result: DeployResult, json_out: bool) -> None:
         f"next: see {result.output}/README.md"
         + (f" (kubectl apply -f {result.output}/)" if result.target == "kubernetes" else "")
     )
-
-
-@contextlib.contextmanager
-def _progress(label: str, *, enabled: bool) -> Iterator[Any]:
-    """A transient status line fed by (phase, done, total) callbacks."""
-    from llmops_cli.cli.progress import live_status
-
-    with live_status(label) if enabled else contextlib.nullcontext() as status:
-        names = {"plan": "collecting", "hash": "hashing", "write": "writing", "register": "registering",
-                 "unpack": "unpacking", "ready": "waiting for /ready"}  # fmt: skip
-
-        def report(phase: str, done: int, total: int) -> None:
-            if status is None:
-                return
-            detail = ""
-            if phase == "ready":
-                detail = f" ({done} s)"
-            elif total:
-                detail = f" {done * 100 // max(total, 1)}%"
-            status.update(f"{label}: {names.get(phase, phase)}{detail}")
-
-        yield report

@@ -6,16 +6,13 @@ when the first word is not one of its commands; a package named like a command n
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from llmops_cli.cli import output
-from llmops_cli.cli.base import LlmopsTyper
+from llmops_cli.cli.base import LlmopsTyper, default_command_group
 from llmops_cli.cli.options import JsonOpt
 from llmops_cli.cli.state import STATE
 
@@ -37,17 +34,8 @@ MaxManifestOpt = Annotated[
 ]
 
 
-class _DefaultBuildGroup(TyperGroup):
-    """A group whose unknown first word is a package name for the ``build`` command."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
-            args = ["build", *args]
-        return super().parse_args(ctx, args)
-
-
 app = LlmopsTyper(
-    cls=_DefaultBuildGroup,
+    cls=default_command_group("build"),
     help="Bundle a chain or model into one reproducible .tar.gz (`llmops package NAME` is short for "
     "`llmops package build NAME`), and verify, inspect, unpack or prepare such archives.",
 )
@@ -72,7 +60,7 @@ def build(
     from llmops_cli.package import build_package
 
     cfg = STATE.config()
-    with _progress(f"package {name}", enabled=not (json_out or STATE.quiet)) as report:
+    with output.progress(f"package {name}", enabled=not (json_out or STATE.quiet), style="bytes") as report:
         result = build_package(
             cfg, name, output=output_file, register=not no_register, compresslevel=compress_level, progress=report
         )
@@ -95,7 +83,7 @@ def verify(
     from llmops_cli.package import PackageIntegrityError, verify_package
 
     limits = _limits(max_bytes, max_files, max_manifest_bytes)
-    with _progress(f"verify {archive.name}", enabled=not (json_out or STATE.quiet)) as report:
+    with output.progress(f"verify {archive.name}", enabled=not (json_out or STATE.quiet), style="bytes") as report:
         result = verify_package(archive, progress=lambda done, total: report("verify", done, total), limits=limits)
     if json_out:
         output.print_json(result.as_dict())
@@ -163,7 +151,7 @@ def prepare(
     local store and prepare model weights. Already-done steps are skipped."""
     from llmops_cli.package import prepare_bundle
 
-    with _progress("prepare", enabled=not (json_out or STATE.quiet)) as report:
+    with output.progress("prepare", enabled=not (json_out or STATE.quiet), style="bytes") as report:
         result = prepare_bundle(STATE.project_root(), models=not no_models, progress=report, verify=not no_verify)
     if json_out:
         output.print_json(result.as_dict())
@@ -294,22 +282,3 @@ def _serves(manifest: dict[str, Any]) -> str:
         if value:
             parts.append(f"{key} {', '.join(map(str, value)) if isinstance(value, list) else value}")
     return "; ".join(parts) or "-"
-
-
-@contextlib.contextmanager
-def _progress(label: str, *, enabled: bool) -> Iterator[Any]:
-    """A rich progress bar over bytes, fed by (phase, done, total) callbacks."""
-    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn
-
-    from llmops_cli.cli.progress import live_progress
-
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
-    with live_progress(*columns, enabled=enabled) as bar:
-        task = bar.add_task(label, total=None)
-        names = {"plan": "collecting", "hash": "hashing", "write": "writing", "register": "registering"}
-
-        def report(phase: str, done: int, total: int) -> None:
-            description = f"{label}: {names.get(phase, phase)}"
-            bar.update(task, description=description, completed=done, total=total or None)
-
-        yield report

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,7 +12,7 @@ from llmops_cli.cli.options import AllowModelCodeOpt, JsonOpt, consent_to_code
 from llmops_cli.cli.state import STATE
 
 if TYPE_CHECKING:
-    from llmops_cli.retrieval import IndexStats, ProgressFn
+    from llmops_cli.retrieval import IndexStats
 
 _TEXT_WIDTH = 240  # characters of each chunk shown by `retrieve`
 
@@ -36,7 +34,14 @@ def index(
         raise UsageError("llmops.yaml declares no retrievers.", hint="Add one under 'retrievers:' ('llmops schema').")
     results = []
     for retriever in names:
-        with _progress(retriever, enabled=not (json_out or STATE.quiet)) as report:
+        with output.progress(
+            retriever,
+            enabled=not (json_out or STATE.quiet),
+            style="phases",
+            width=28,
+            interleaved=True,
+            relabel=("load",),
+        ) as report:
             results.append(build_index(cfg, retriever, progress=report, full=full))
     if json_out:
         output.print_json([stats.as_dict() for stats in results])
@@ -88,27 +93,3 @@ def _summary_table(results: list[IndexStats]) -> None:
     columns = ["retriever", "documents", "added", "updated", "removed", "unchanged", "chunks", "embedded",
                "seconds", "chunks/s", "version"]  # fmt: skip
     output.table(None, columns, rows)
-
-
-@contextmanager
-def _progress(name: str, *, enabled: bool) -> Iterator[ProgressFn]:
-    """A rich progress display fed by build_index's (phase, done, total) callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-
-    from llmops_cli.cli.progress import live_progress
-
-    columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with live_progress(*columns, enabled=enabled) as bar:
-        tasks: dict[str, Any] = {}
-
-        def report(phase: str, done: int, total: int) -> None:
-            if phase == "load":
-                if "chunks" in tasks:
-                    bar.update(tasks["chunks"], description=f"{name}: loading embedding model")
-                return
-            label = {"documents": "documents", "chunks": "chunks embedded"}.get(phase, phase)
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(f"{name}: {label}", total=total)
-            bar.update(tasks[phase], completed=done, total=total, description=f"{name}: {label}")
-
-        yield report

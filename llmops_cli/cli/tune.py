@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from llmops_cli.cli import output
-from llmops_cli.cli.base import LlmopsTyper
+from llmops_cli.cli.base import LlmopsTyper, default_command_group
 from llmops_cli.cli.options import AllowModelCodeOpt, JsonOpt, consent_to_code
 from llmops_cli.cli.state import STATE
 
@@ -25,17 +24,8 @@ if TYPE_CHECKING:
     from llmops_cli.tune import TrainEvent, TunePlan, TuneResult
 
 
-class _DefaultRunGroup(TyperGroup):
-    """A group whose unknown first word is an adapter name for the ``run`` command."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
 app = LlmopsTyper(
-    cls=_DefaultRunGroup,
+    cls=default_command_group("run"),
     help="Train LoRA/QLoRA adapters (`llmops tune ADAPTER` is short for `llmops tune run ADAPTER`) "
     "and merge them into their base model.",
 )
