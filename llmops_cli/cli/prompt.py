@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from typing import Annotated, Any
 
 import typer
 
-from llmops_cli.cli import output
+from llmops_cli.cli import output, prompt_diff
 from llmops_cli.cli.base import LlmopsTyper
 from llmops_cli.cli.options import JsonOpt, VarOpt, VarsFileOpt, parse_vars
 from llmops_cli.cli.state import STATE
@@ -16,12 +15,6 @@ from llmops_cli.cli.state import STATE
 app = LlmopsTyper(help="Prompts as code: list, show, render, lint and diff prompt files.")
 
 NameArg = Annotated[str, typer.Argument(help="Prompt name (under `prompts:` in llmops.yaml).", show_default=False)]
-
-
-class DiffFormat(str, Enum):
-    terminal = "terminal"
-    markdown = "markdown"
-    json = "json"
 
 
 def _variables_summary(spec: Any) -> str:
@@ -92,7 +85,7 @@ def _tokenizer(cfg: Any, model: str) -> Any:
     from llmops_cli.errors import UsageError, require
 
     if model in cfg.quantized:
-        model = str(cfg.quantized[model].raw.get("model"))
+        model = cfg.quantized[model].model
     if model not in cfg.models:
         raise UsageError(f"unknown model '{model}'; declared: {', '.join(cfg.models) or 'none'}")
     spec = cfg.models[model]
@@ -102,13 +95,10 @@ def _tokenizer(cfg: Any, model: str) -> Any:
             hint="Use --model with a local model (one with 'source:') to see the exact text.",
         )
     require("transformers", extra="models", purpose="--chat-template")
-    from transformers import AutoTokenizer
-
-    from llmops_cli.models import materialize
+    from llmops_cli.data.tokens import load_tokenizer
 
     with output.err_console().status(f"loading the tokenizer of {model}"):
-        path = materialize(spec, cfg.root)
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        return load_tokenizer(cfg, model)  # offline, with llmops.yaml's chat_template as the model uses it
 
 
 @app.command("render")
@@ -193,126 +183,4 @@ def lint(
         )
 
 
-@app.command()
-def diff(
-    names: Annotated[
-        list[str] | None, typer.Argument(help="Prompts to compare (default: every prompt).", show_default=False)
-    ] = None,
-    from_rev: Annotated[
-        str | None,
-        typer.Option("--from", help="Old side: a git revision (default: merge-base with main/master).", metavar="REV"),
-    ] = None,
-    to_rev: Annotated[
-        str | None, typer.Option("--to", help="New side: a git revision (default: the working tree).", metavar="REV")
-    ] = None,
-    format_: Annotated[
-        DiffFormat, typer.Option("--format", help="terminal, markdown (a PR comment) or json.")
-    ] = DiffFormat.terminal,
-    json_out: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
-    fail_on_breaking: Annotated[
-        bool, typer.Option("--fail-on-breaking", help="Exit 6 when a change breaks a dependent chain, eval or package.")
-    ] = False,
-    eval_suites: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--eval",
-            help="Also run this eval suite on both prompt versions and show the metric deltas (repeatable).",
-            metavar="SUITE",
-        ),
-    ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="With --eval: only the first N cases.")] = None,
-    no_adapters: Annotated[
-        bool, typer.Option("--no-adapters", help="With --eval: ignore the adapters chain steps name.")
-    ] = False,
-) -> None:
-    """Show what changed in prompts between two revisions and flag changes that break dependents.
-
-    Compares templates, system text, variables, params and few-shot examples; lists the chains,
-    evals, adapters and packages using each prompt.
-    """
-    from llmops_cli.errors import BreakingChange
-    from llmops_cli.prompts import prompt_diff
-
-    report = prompt_diff(STATE.project_root(), names or None, from_rev=from_rev, to_rev=to_rev)
-    fmt = DiffFormat.json if json_out else format_
-    evals = _eval_both_sides(
-        report, eval_suites or [], limit=limit, no_adapters=no_adapters, quiet=fmt is not DiffFormat.terminal
-    )
-    if fmt is DiffFormat.json:
-        from llmops_cli.prompts.report import report_dict
-
-        data = report_dict(report)
-        if eval_suites:
-            data["evals"] = {name: new.baseline for name, (_, new) in evals.items()}
-        output.print_json(data)
-    elif fmt is DiffFormat.markdown:
-        from llmops_cli.prompts.report import report_markdown
-
-        sys.stdout.write(report_markdown(report))
-        for name, (_, new) in evals.items():
-            sys.stdout.write(_eval_markdown(name, new))
-    else:
-        from llmops_cli.cli import prompt_view
-
-        prompt_view.print_diff(report)
-        from llmops_cli.cli.evaluate import _print_baseline
-
-        for _, (_, new) in evals.items():
-            _print_baseline(new)
-    if fail_on_breaking and report.breaking:
-        names_broken = sorted({name for name, _ in report.breaking})
-        raise BreakingChange(
-            f"{len(report.breaking)} breaking prompt change(s) in {', '.join(names_broken)}",
-            hint="Update the dependents (chain step vars:, eval datasets) or keep the old variables, then rerun.",
-        )
-
-
-def _eval_both_sides(report: Any, suites: list[str], *, limit: int | None, no_adapters: bool, quiet: bool) -> dict:
-    """suite -> (old result, new result with baseline deltas), for the suites that use a changed prompt."""
-    from llmops_cli.cli.evaluate import _progress
-    from llmops_cli.evals.history import eval_prompt_versions
-
-    out: dict[str, Any] = {}
-    if not suites:
-        return out
-    cfg = STATE.config()
-    for suite in suites:
-        from llmops_cli.evals.runner import suite_spec
-
-        suite_spec(cfg, suite)  # unknown suite: a clear error before any generation
-        with _progress(f"{suite} (both prompt versions)", enabled=not (quiet or STATE.quiet)) as report_progress:
-            pair = eval_prompt_versions(
-                cfg,
-                suite,
-                report,
-                progress=report_progress,
-                limit=limit,
-                use_adapters=not no_adapters,
-                adversarial=False,
-            )
-        if pair is None:
-            output.warn(f"eval {suite}: its target uses none of the changed prompts; nothing to compare")
-            continue
-        out[suite] = pair
-    return out
-
-
-def _eval_markdown(suite: str, result: Any) -> str:
-    baseline = result.baseline or {}
-    lines = [
-        "",
-        f"### Eval `{suite}`: {baseline.get('ref')} → new",
-        "",
-        "| metric | old | new | Δ | 95% CI |",
-        "|---|---|---|---|---|",
-    ]
-    for metric, c in baseline.get("metrics", {}).items():
-
-        def f(v: Any) -> str:
-            return "—" if v is None or v != v else f"{v:.4g}"
-
-        lines.append(
-            f"| {metric} | {f(c.get('baseline_mean'))} | {f(c.get('current_mean'))} | {f(c.get('delta_mean'))} "
-            f"| [{f(c.get('ci_low'))}, {f(c.get('ci_high'))}] |"
-        )
-    return "\n".join(lines) + "\n"
+app.command()(prompt_diff.diff)
