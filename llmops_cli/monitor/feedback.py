@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmops_cli.monitor.store import FeedbackRecord
+from llmops_cli.monitor.records import FeedbackRecord
 from llmops_cli.monitor.windows import iso
 
 NEGATIVE_LABELS = frozenset(

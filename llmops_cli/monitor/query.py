@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmops_cli.monitor.store import BUSY_TIMEOUT_MS, FeedbackRecord, StoreError, is_postgres_url, mask_url
+from llmops_cli.monitor.locations import is_postgres_url, mask_url
+from llmops_cli.monitor.records import FeedbackRecord, StoreError
+from llmops_cli.monitor.store import BUSY_TIMEOUT_MS
 from llmops_cli.monitor.windows import REJECTED_STATUSES, OpsRow, TimeWindow
 
 _IN_CHUNK = 500  # ids per "IN (...)" query: well under SQLite's variable limit

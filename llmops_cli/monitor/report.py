@@ -48,6 +48,7 @@ from llmops_cli.monitor.drift import (
     roc_curve,
 )
 from llmops_cli.monitor.feedback import FeedbackSummary, summarize_feedback
+from llmops_cli.monitor.locations import store_path
 from llmops_cli.monitor.query import StoreReader
 from llmops_cli.monitor.reference import (
     EmbedderFactory,
@@ -56,7 +57,6 @@ from llmops_cli.monitor.reference import (
     embed_reference,
     load_reference,
 )
-from llmops_cli.monitor.store import store_path
 from llmops_cli.monitor.windows import OpsStats, TimeWindow, iso, ops_stats, parse_duration, resolve_window
 
 if TYPE_CHECKING:

@@ -18,27 +18,13 @@ database refuses because of a row is written row by row, a row that still fails 
 while the last write failed (database down, disk full); the server's ``/ready`` then answers 503
 with :attr:`MonitorStore.last_error`, and the writer keeps probing until the store works again.
 
-Tables (the contract with ``llmops monitor``; ``meta`` is an extra JSON column for details such as
-the chat messages, decoding params, finish reason or a chain's steps):
-
-* ``requests(id TEXT PRIMARY KEY, ts REAL, endpoint TEXT, model TEXT, adapter TEXT, prompt TEXT,
-  package TEXT, git_sha TEXT, input TEXT, output TEXT, latency_ms REAL, prompt_tokens INT,
-  completion_tokens INT, status INT, error TEXT, meta TEXT)`` (PostgreSQL adds ``seq``, an
-  identity column that plays SQLite's ``rowid``)
-* ``feedback(id INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT, ts REAL, score REAL,
-  label TEXT, comment TEXT)``
-
-``ts`` is Unix time in seconds (UTC). Versions are written ``NAME@VERSION`` (``support-lora@v3``,
-``base@sha256:1a2b3c4d5e6f``), the version part left out when unknown. A request logged twice
-with the same id keeps the last version (an upsert), on both backends.
+The tables and their rows are described in :mod:`llmops_cli.monitor.records`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -47,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llmops_cli.errors import UnavailableError
+from llmops_cli.monitor.locations import is_postgres_url, mask_url, store_location, url_password
+from llmops_cli.monitor.queries import StoreQueries
+from llmops_cli.monitor.records import RequestRecord, StoreError, writable_row
 from llmops_cli.paths import STATE_DIR
 
-DEFAULT_STORE = f"{STATE_DIR}/monitor.db"
-STORE_ENV = "LLMOPS_MONITOR_STORE"  # overrides monitor.store (how a Kubernetes Secret reaches the pods)
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 _MAX_QUEUE = 100_000  # rows waiting for the writer; beyond that log_request drops (and counts) rather than block
@@ -65,86 +51,8 @@ _DROP_LOG_S = 10.0  # at most one "queue full" log line per this many seconds
 
 log = logging.getLogger("llmops.serve")
 
-COLUMNS = (
-    "id", "ts", "endpoint", "model", "adapter", "prompt", "package", "git_sha", "input", "output",
-    "latency_ms", "prompt_tokens", "completion_tokens", "status", "error", "meta",
-)  # fmt: skip
-_INT64 = 2**63 - 1
 
-
-class StoreError(UnavailableError):
-    """The monitor store cannot be opened, read or written (server down, bad URL, disk full)."""
-
-
-@dataclass
-class RequestRecord:
-    """One served request as the monitor sees it. ``meta`` is stored as JSON."""
-
-    id: str
-    ts: float
-    endpoint: str
-    status: int
-    model: str | None = None
-    adapter: str | None = None
-    prompt: str | None = None
-    package: str | None = None
-    git_sha: str | None = None
-    input: str | None = None
-    output: str | None = None
-    latency_ms: float | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def row(self) -> tuple[Any, ...]:
-        meta = json.dumps(self.meta, ensure_ascii=False, default=str) if self.meta else None
-        return tuple(meta if c == "meta" else getattr(self, c) for c in COLUMNS)
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> RequestRecord:
-        values = {c: row[c] for c in COLUMNS}
-        values["meta"] = json.loads(values["meta"]) if values["meta"] else {}
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class FeedbackRecord:
-    id: int
-    request_id: str
-    ts: float
-    score: float | None
-    label: str | None
-    comment: str | None
-
-
-def writable_row(row: Sequence[Any]) -> tuple[Any, ...]:
-    """``row`` with every value a database accepts: text that UTF-8 cannot encode (lone surrogates)
-    gets U+FFFD in their place, NUL characters (refused by PostgreSQL) too, and integers beyond
-    64 bits are clamped."""
-    out: list[Any] = []
-    for value in row:
-        if isinstance(value, str):
-            value = _replace_surrogates(value).replace("\x00", "\ufffd")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            value = max(-_INT64, min(_INT64, value))
-        out.append(value)
-    return tuple(out)
-
-
-def _replace_surrogates(text: str) -> str:
-    return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text) if _has_surrogate(text) else text
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-class MonitorStore:
+class MonitorStore(StoreQueries):
     """Thread-safe access to one monitor store; writes are batched by a background thread.
 
     ``MonitorStore(location)`` opens a SQLite file (a path) or a PostgreSQL database (a
@@ -236,7 +144,7 @@ class MonitorStore:
         """``text`` without the store's password (driver messages may quote the connection string)."""
         if self.location != self.display:
             text = text.replace(self.location, self.display)
-            secret = _password(self.location)
+            secret = url_password(self.location)
             if secret:
                 text = text.replace(secret, "***")
         return text
@@ -517,133 +425,10 @@ class MonitorStore:
             yield first
             yield from rows
 
-    def _scalar(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        for row in self._read(sql, args):
-            return next(iter(row.values()))
-        return None
-
-    def count(self, *, endpoint: str | None = None) -> int:
-        """Number of logged requests (written ones: call :meth:`flush` first to include queued ones)."""
-        if endpoint is None:
-            return int(self._scalar("SELECT COUNT(*) AS n FROM requests"))
-        return int(self._scalar("SELECT COUNT(*) AS n FROM requests WHERE endpoint = ?", (endpoint,)))
-
-    def get(self, request_id: str) -> RequestRecord | None:
-        cols = ", ".join(COLUMNS)
-        for row in self._read(f"SELECT {cols} FROM requests WHERE id = ?", (request_id,)):
-            return RequestRecord.from_row(row)
-        return None
-
-    def has_request(self, request_id: str) -> bool:
-        return self._scalar("SELECT 1 AS found FROM requests WHERE id = ?", (request_id,)) is not None
-
-    def requests_between(
-        self, t0: float | None = None, t1: float | None = None, *, endpoint: str | None = None
-    ) -> list[RequestRecord]:
-        """Requests with ``t0 <= ts < t1`` (either bound may be None), oldest first."""
-        return list(self.iter_requests(t0, t1, endpoint=endpoint))
-
-    def iter_requests(
-        self, t0: float | None = None, t1: float | None = None, *, endpoint: str | None = None
-    ) -> Iterator[RequestRecord]:
-        """Like :meth:`requests_between` without holding every row in memory."""
-        clauses, args = _time_clauses(t0, t1)
-        if endpoint is not None:
-            clauses.append("endpoint = ?")
-            args.append(endpoint)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        for row in self._read(f"SELECT {', '.join(COLUMNS)} FROM requests {where} ORDER BY ts, id", args):
-            yield RequestRecord.from_row(row)
-
-    def feedback_between(self, t0: float | None = None, t1: float | None = None) -> list[FeedbackRecord]:
-        clauses, args = _time_clauses(t0, t1)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(f"SELECT {_FEEDBACK_COLUMNS} FROM feedback {where} ORDER BY ts, id", args)
-        return [FeedbackRecord(**dict(row)) for row in rows]
-
-    def feedback_for(self, request_id: str) -> list[FeedbackRecord]:
-        rows = self._read(f"SELECT {_FEEDBACK_COLUMNS} FROM feedback WHERE request_id = ? ORDER BY id", (request_id,))
-        return [FeedbackRecord(**dict(row)) for row in rows]
-
-
-_FEEDBACK_COLUMNS = "id, request_id, ts, score, label, comment"
-
 
 @dataclass
 class _Flush:
     done: threading.Event = field(default_factory=threading.Event)
-
-
-def _time_clauses(t0: float | None, t1: float | None) -> tuple[list[str], list[Any]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-    if t0 is not None:
-        clauses.append("ts >= ?")
-        args.append(t0)
-    if t1 is not None:
-        clauses.append("ts < ?")
-        args.append(t1)
-    return clauses, args
-
-
-# --- locations -------------------------------------------------------------------------------------
-
-
-def is_postgres_url(location: Path | str | None) -> bool:
-    return isinstance(location, str) and location.split(":", 1)[0].lower() in ("postgresql", "postgres")
-
-
-def _password(url: str) -> str | None:
-    from urllib.parse import parse_qs, urlsplit
-
-    try:
-        parts = urlsplit(url)
-        found = parts.password or parse_qs(parts.query).get("password", [""])[0]
-        return found or None
-    except ValueError:
-        return None
-
-
-def mask_url(location: Path | str) -> str:
-    """``location`` fit to print: a URL's password (in the user part or ``?password=``) becomes ``***``."""
-    text = str(location)
-    if not is_postgres_url(text):
-        return text
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(text)
-        secret = _password(text)
-    except ValueError:
-        return "postgresql://***"
-    if not secret:
-        return text
-    netloc = parts.netloc
-    if parts.password:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    query = "&".join(
-        f"{k}=***" if k == "password" else f"{k}={v}"
-        for k, _, v in (p.partition("=") for p in parts.query.split("&") if p)
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def store_location(config: Any, environ: Mapping[str, str] | None = None) -> Path | str:
-    """Where a project's monitor store lives: ``$LLMOPS_MONITOR_STORE``, else ``monitor.store``
-    (default ``.llmops/monitor.db``); a PostgreSQL URL as a string, a file as an absolute path."""
-    env = os.environ if environ is None else environ
-    value = env.get(STORE_ENV) or str(config.monitor.store or DEFAULT_STORE)
-    return resolve_location(config, value)
-
-
-def resolve_location(config: Any, value: Path | str) -> Path | str:
-    if is_postgres_url(value):
-        return str(value)
-    return Path(config.resolve_path(str(value)))
-
-
-store_path = store_location  # the name callers used when the store was always a file
 
 
 def open_store(config: Any, path: Path | str | None = None) -> MonitorStore:

@@ -18,7 +18,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from llmops_cli.errors import require
-from llmops_cli.monitor.store import COLUMNS, SCHEMA_VERSION, MonitorStore, StoreError
+from llmops_cli.monitor.records import COLUMNS, StoreError
+from llmops_cli.monitor.store import SCHEMA_VERSION, MonitorStore
 
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 30_000

@@ -12,7 +12,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llmops_cli.monitor.store import BUSY_TIMEOUT_MS, COLUMNS, SCHEMA_VERSION, MonitorStore, StoreError
+from llmops_cli.monitor.records import COLUMNS, StoreError
+from llmops_cli.monitor.store import BUSY_TIMEOUT_MS, SCHEMA_VERSION, MonitorStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UsageError
-from llmops_cli.monitor.store import is_postgres_url
+from llmops_cli.monitor.locations import is_postgres_url
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
