@@ -13,7 +13,7 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,8 @@ from llmops_cli.retrieval.chunking import markdown_headings
 from llmops_cli.retrieval.documents import Document
 from llmops_cli.retrieval.store import get_collection, open_client
 from llmops_cli.versioning import ArtifactRef, ArtifactRegistry
-
-from .conftest import SAMPLE_PROJECT, git
+from tests.fixtures.packages import HashEmbedder
+from tests.helpers import SAMPLE_PROJECT, git
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -54,32 +54,6 @@ DOCS = {
     "billing/refunds.txt": "Refunds are paid to the original card within ten business days of the return.",
     "billing/plans.md": "# Plans\n\nHearth Plus costs five dollars a month and adds video history.\n",
 }
-
-
-class HashEmbedder:
-    """Deterministic stand-in for a sentence encoder: hashed bag of lower-case words, normalized."""
-
-    def __init__(self, dim: int = 256, tag: str = "hash-v1") -> None:
-        self.dim = dim
-        self.fingerprint = f"test:{tag}:{dim}"
-        self.calls: list[list[str]] = []
-
-    def embed(self, texts: Sequence[str], *, on_batch: Callable[[int], None] | None = None) -> list[list[float]]:
-        self.calls.append(list(texts))
-        out = []
-        for text in texts:
-            vec = [0.0] * self.dim
-            for word in re.findall(r"[a-z0-9]+", text.lower()):
-                vec[int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
-            norm = sum(v * v for v in vec) ** 0.5 or 1.0
-            out.append([v / norm for v in vec])
-        if on_batch is not None and texts:
-            on_batch(len(texts))
-        return out
-
-    @property
-    def embedded(self) -> list[str]:
-        return [text for call in self.calls for text in call]
 
 
 def write_docs(root: Path, docs: dict[str, str]) -> None:
@@ -118,7 +92,7 @@ def test_imports_stay_light() -> None:
     """The core imports no typer/rich; neither layer loads torch, transformers or chromadb at import."""
     code = (
         "import sys, llmops_cli.retrieval; core = {m.split('.')[0] for m in sys.modules};"
-        "import llmops_cli.cli.retrieval; every = {m.split('.')[0] for m in sys.modules};"
+        "import llmops_cli.cli.index, llmops_cli.cli.retrieve; every = {m.split('.')[0] for m in sys.modules};"
         "print(sorted(core & {'typer', 'rich'}), sorted(every & {'torch', 'transformers', 'chromadb', 'numpy'}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -501,62 +475,31 @@ def test_get_retriever_is_cached_and_refreshed_after_indexing(kb: Path, monkeypa
 
 
 @pytest.fixture
-def run(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """The retrieval commands on a small app (app.py registers them for real)."""
-    from typer.testing import CliRunner
-
-    from llmops_cli.cli import output
-    from llmops_cli.cli import retrieval as commands
-    from llmops_cli.cli.app import main
-    from llmops_cli.cli.base import LlmopsTyper
-    from llmops_cli.cli.state import STATE
-
-    app = LlmopsTyper(name="llmops")
-    app.callback()(main)
-    app.command()(commands.index)
-    app.command()(commands.retrieve)
-
-    def invoke(*args: str, cwd: Path) -> Any:
-        output.console.cache_clear()
-        output.err_console.cache_clear()
-        monkeypatch.chdir(cwd)
-        STATE.project, STATE.verbose, STATE.quiet = None, 0, False
-        return CliRunner().invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
+def fake_model(embedder: HashEmbedder) -> HashEmbedder:
+    """The hash embedder in place of the real one (tests/fixtures/packages.py)."""
+    return embedder
 
 
-@pytest.fixture
-def fake_model(monkeypatch: pytest.MonkeyPatch) -> HashEmbedder:
-    import llmops_cli.retrieval.index as index_mod
-    import llmops_cli.retrieval.retriever as retriever_mod
-
-    fake = HashEmbedder()
-    monkeypatch.setattr(index_mod, "get_embedder", lambda config, value: fake)
-    monkeypatch.setattr(retriever_mod, "get_embedder", lambda config, value: fake)
-    return fake
-
-
-def test_cli_index_and_retrieve(kb: Path, run: Callable[..., Any], fake_model: HashEmbedder) -> None:
-    result = run("retrieve", "kb", "refunds", cwd=kb)
+def test_cli_index_and_retrieve(kb: Path, cli: Callable[..., Any], fake_model: HashEmbedder) -> None:
+    result = cli("retrieve", "kb", "refunds", cwd=kb)
     assert result.exit_code == EXIT_USAGE and "Run 'llmops index kb'" in result.output
-    result = run("index", cwd=kb)
+    result = cli("index", cwd=kb)
     assert result.exit_code == 0, result.output
     assert "registered index/kb/v1 (rebuilt: first build)" in result.output
     assert re.search(r"kb\s+│\s+4\s+│\s+4\s+│", result.output)
-    result = run("index", "kb", "--json", cwd=kb)
+    result = cli("index", "kb", "--json", cwd=kb)
     assert result.exit_code == 0, result.output
     (data,) = json.loads(result.stdout)
     assert data["unchanged"] == 4 and data["chunks_embedded"] == 0 and data["current_version"] == "index/kb/v1"
-    result = run("index", "kb", cwd=kb)
+    result = cli("index", "kb", cwd=kb)
     assert "kb: up to date (index/kb/v1)" in result.output
-    result = run("retrieve", "kb", "refunds [original] card", "--top-k", "1", cwd=kb)
+    result = cli("retrieve", "kb", "refunds [original] card", "--top-k", "1", cwd=kb)
     assert result.exit_code == 0, result.output
     assert "docs/billing/refunds.txt" in result.stdout and "Refunds are paid" in result.stdout
-    result = run("retrieve", "kb", "reconnect network", "--json", cwd=kb)
+    result = cli("retrieve", "kb", "reconnect network", "--json", cwd=kb)
     hits = json.loads(result.stdout)
     assert [h["rank"] for h in hits] == [1, 2] and hits[0]["heading"] == "Changing networks"
-    result = run("index", "nope", cwd=kb)
+    result = cli("index", "nope", cwd=kb)
     assert result.exit_code == EXIT_USAGE and "Unknown retriever 'nope'" in result.output
 
 

@@ -13,19 +13,24 @@ import typer
 
 from llmops_cli import __version__
 from llmops_cli.cli import (
-    artifacts,
+    add,
     chain,
+    checkout,
     data,
     deploy,
     evaluate,
+    index,
+    log,
     models,
     monitor,
     package,
     project,
     prompt,
     quantize,
-    retrieval,
+    remote,
+    retrieve,
     serve,
+    show,
     tune,
 )
 from llmops_cli.cli.base import LlmopsTyper
@@ -90,15 +95,15 @@ def _notes(quiet: bool) -> None:
 app.command()(project.init)
 app.command()(project.validate)
 app.command()(project.schema)
-app.command()(artifacts.add)
-app.command()(artifacts.log)
-app.command()(artifacts.show)
-app.command()(artifacts.checkout)
-app.command()(artifacts.push)
-app.command()(artifacts.pull)
+app.command()(add.add)
+app.command()(log.log)
+app.command()(show.show)
+app.command()(checkout.checkout)
+app.command()(remote.push)
+app.command()(remote.pull)
 app.add_typer(models.app, name="models")
-app.command()(retrieval.index)
-app.command()(retrieval.retrieve)
+app.command()(index.index)
+app.command()(retrieve.retrieve)
 app.add_typer(prompt.app, name="prompt")
 app.add_typer(chain.app, name="chain")
 app.add_typer(data.app, name="data")

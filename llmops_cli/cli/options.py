@@ -15,6 +15,7 @@ RemoteOpt = Annotated[
     typer.Option("--remote", "-r", help="Directory or fsspec URL (default: storage.remote in llmops.yaml)."),
 ]
 AllVersionsOpt = Annotated[bool, typer.Option("--all", help="Every registered version, not only the checked-out ones.")]
+RefArg = Annotated[str, typer.Argument(help="KIND/NAME[@vN], e.g. adapter/faq-lora@v2 (default: latest).")]
 AllowModelCodeOpt = Annotated[
     bool,
     typer.Option("--allow-code", help="Let the model's trust_remote_code run (Python code shipped with the model)."),

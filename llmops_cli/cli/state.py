@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
+    from llmops_cli.versioning import ArtifactRegistry
 
 
 @dataclass
@@ -30,6 +31,11 @@ class State:
         from llmops_cli.config import load_config
 
         return load_config(self.project_root())
+
+    def registry(self) -> ArtifactRegistry:
+        from llmops_cli.versioning import ArtifactRegistry
+
+        return ArtifactRegistry.for_config(self.config())
 
 
 STATE = State()
