@@ -129,15 +129,15 @@ def register_stand_in_adapter(config: Any, tmp: Path) -> str:
     from llmops_cli.models import materialize
     from llmops_cli.versioning import ArtifactRegistry, Input
 
-    entry = config.adapters["support-lora"].raw
-    lora = entry.get("lora") or {}
-    folder = materialize(config.models[entry["base"]], config.root)
+    entry = config.adapters["support-lora"]
+    lora = entry.lora
+    folder = materialize(config.models[entry.base], config.root)
     base = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
     peft_config = LoraConfig(
-        r=lora.get("r", 8),
-        lora_alpha=lora.get("alpha", 16),
-        lora_dropout=lora.get("dropout", 0.0),
-        target_modules=lora.get("target_modules", ["q_proj", "v_proj"]),
+        r=lora.r,
+        lora_alpha=int(lora.alpha),
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules or ("q_proj", "v_proj")),
         task_type="CAUSAL_LM",
     )
     out = tmp / "support-lora"
@@ -214,8 +214,8 @@ def main() -> None:
     os.environ.update(GIT_ENV)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     levels = [int(x) for x in args.levels.split(",")]
-    from llmops_cli.config import load_config
     from llmops_cli.retrieval import build_index
+    from llmops_cli.validation import load_config
 
     with tempfile.TemporaryDirectory(prefix="llmops-bench-package-") as tmp_name:
         tmp = Path(tmp_name)

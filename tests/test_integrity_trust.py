@@ -1,12 +1,13 @@
 """``trust_remote_code: true`` needs --allow-code (or LLMOPS_ALLOW_CODE=1) on every command that loads the model.
 
-The model here is the tiny random Llama of test_models: it ships no code, so transformers loads it
+The model here is the tiny random Llama of tests/fixtures/models.py: it ships no code, so transformers loads it
 the same with ``trust_remote_code=True``; what is checked is that llmops refuses, or lets it
 through, before transformers is asked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ class Reached(LlmopsError):
 
 
 @pytest.fixture
-def remote(tmp_path: Path, untied_llama_dir: Path) -> Path:  # noqa: F811
+def remote(tmp_path: Path, untied_llama_dir: Path) -> Path:
     """A project whose model ``tiny`` sets trust_remote_code: true."""
     root = write_project(tmp_path / "proj", untied_llama_dir, {"q8": {"model": "tiny", "bits": 8}})
     path = root / "llmops.yaml"
@@ -79,8 +80,8 @@ def test_quantize_needs_allow_code(remote: Path, cli: Any, monkeypatch: pytest.M
 
 
 def test_accelerate_workers_inherit_the_consent(remote: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llmops_cli.config import load_config
     from llmops_cli.tune.launcher import _model_code_env
+    from llmops_cli.validation import load_config
 
     config = load_config(remote)
     with pytest.raises(UsageError, match="--allow-code"):
@@ -88,7 +89,7 @@ def test_accelerate_workers_inherit_the_consent(remote: Path, monkeypatch: pytes
     trust.allow_project_code()
     env = _model_code_env(config, "tiny")
     assert env is not None and env[trust.ENV_VAR] == "1"
-    config.models["tiny"].raw["trust_remote_code"] = False
+    config.models["tiny"] = dataclasses.replace(config.models["tiny"], trust_remote_code=False)
     assert _model_code_env(config, "tiny") is None  # nothing to pass on: the workers' own environment
 
 
@@ -147,8 +148,8 @@ def test_load_quantized_checks_consent(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_embedding_model_checks_consent_when_it_loads(remote: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llmops_cli.config import load_config
     from llmops_cli.retrieval import embeddings
+    from llmops_cli.validation import load_config
 
     # Locating the model (as package build does) runs nothing, so it needs no consent.
     model = embeddings.resolve_embedding(load_config(remote), "tiny")

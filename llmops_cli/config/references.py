@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from llmops_cli.config.adapters import TRAINABLE_FORMATS
 from llmops_cli.config.containment import ALLOW_KEY, is_inside, outside_message
 from llmops_cli.config.problems import ProblemList, did_you_mean
+from llmops_cli.config.quantized import COMPUTE_DTYPES, QUANT_TYPES
+from llmops_cli.config.quantized import METHODS as QUANTIZE_METHODS
 from llmops_cli.config.yamlpos import Path_
+from llmops_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llmops_cli.config.adapters import AdapterSpec
+    from llmops_cli.config.project import ProjectConfig
+    from llmops_cli.config.quantized import QuantizedSpec
 
 _STEP_REFS: dict[str, tuple[str, ...]] = {"prompt": ("prompts",), "retrieve": ("retrievers",), "adapter": ("adapters",)}
 
@@ -150,3 +159,110 @@ class RefChecker:
         ce = monitor.get("continuous_eval")
         if isinstance(ce, dict) and "suite" in ce:
             self.ref(("monitor", "continuous_eval", "suite"), ce["suite"], "evals")
+
+
+# -- use-time checks: what `llmops tune` and `llmops quantize` refuse beyond the checks above ------------
+
+
+def _declared(config: ProjectConfig, section: str, name: str, where: str, what: str = "") -> None:
+    """``name`` must be an entry of ``section`` (the loader's checks above already ensure it for a
+    loaded project; a config built with ``ProjectConfig.from_dict`` alone gets this error instead)."""
+    if name not in getattr(config, section):
+        raise ConfigError(f"{where}: no {what or section.rstrip('s')} named '{name}' under '{section}:'.")
+
+
+def check_adapter(config: ProjectConfig, spec: AdapterSpec) -> None:
+    """The rules an adapter entry must meet to be trained (``llmops tune``), beyond its schema."""
+    where = f"adapters.{spec.name}"
+    if spec.method == "lora" and "quantization" in spec.declared:
+        raise ConfigError(
+            f"{where}: 'quantization' is only used with method: qlora, but the method is lora.",
+            hint="Set method: qlora to train on a quantized base, or remove the quantization block.",
+        )
+    _declared(config, "models", spec.base, f"{where}.base")
+    model = config.models[spec.base]
+    if model.is_remote:
+        raise ConfigError(
+            f"{where}.base: model '{spec.base}' is a remote API ({model.base_url}); LoRA needs local weights.",
+            hint="Point base: at a model with 'source:' (the embedded default, an HF folder, a .gguf or a hub id).",
+        )
+    _declared(config, "datasets", spec.dataset, f"{where}.dataset")
+    dataset = config.datasets[spec.dataset]
+    if dataset.format not in TRAINABLE_FORMATS:
+        raise ConfigError(
+            f"{where}.dataset: dataset '{spec.dataset}' has format '{dataset.format}', "
+            "which holds no training records.",
+            hint=f"Train on a dataset whose format is one of: {', '.join(TRAINABLE_FORMATS)}.",
+        )
+    if spec.quantization is not None and spec.quantization.bits == 8 and spec.quantization.quant_type != "nf4":
+        raise ConfigError(f"{where}.quantization.quant_type applies to 4-bit only; remove it for bits: 8.")
+
+
+def check_quantized(config: ProjectConfig, spec: QuantizedSpec) -> None:
+    """The rules a ``quantized:`` entry must meet to be built (``llmops quantize``), beyond its schema."""
+    where = f"quantized.{spec.name}"
+    if spec.method not in QUANTIZE_METHODS:
+        raise ConfigError(f"{where}.method: '{spec.method}' is not one of {', '.join(QUANTIZE_METHODS)}")
+    if spec.method == "gguf":
+        _check_gguf(spec, where)
+    elif "type" in spec.declared:
+        raise ConfigError(
+            f"{where}.type is a GGUF type; this entry uses method: bitsandbytes.",
+            hint="Add method: gguf, or use bits/quant_type for bitsandbytes.",
+        )
+    elif spec.bits not in (4, 8):
+        hint = "Use 4 or 8." if spec.bits else "Add bits: 4 or bits: 8 (or method: gguf with a type)."
+        raise ConfigError(f"{where}.bits: {spec.bits or 'missing'} is not supported", hint=hint)
+    if spec.quant_type not in QUANT_TYPES:
+        raise ConfigError(f"{where}.quant_type: '{spec.quant_type}' is not one of {', '.join(QUANT_TYPES)}")
+    if spec.compute_dtype is not None and spec.compute_dtype not in COMPUTE_DTYPES:
+        raise ConfigError(f"{where}.compute_dtype: '{spec.compute_dtype}' is not one of {', '.join(COMPUTE_DTYPES)}")
+    _declared(config, "models", spec.model, f"{where}.model")
+    model = config.models[spec.model]
+    if model.is_remote:
+        raise ConfigError(
+            f"{where}.model: '{spec.model}' is a remote model ({model.provider}); only local weights can be quantized.",
+            hint="Point 'model:' at an entry with a 'source:'.",
+        )
+    if spec.adapter is not None:
+        _declared(config, "adapters", spec.adapter, f"{where}.adapter")
+        trained_on = config.adapters[spec.adapter].base
+        if trained_on != spec.model:
+            raise ConfigError(
+                f"{where}.adapter: '{spec.adapter}' was trained on '{trained_on}', not on '{spec.model}'.",
+                hint=f"Set model: {trained_on}, or pick an adapter trained on '{spec.model}'.",
+            )
+    elif spec.merge:
+        raise ConfigError(f"{where}.merge: true needs an 'adapter:' to merge.")
+    if spec.check_with is not None:
+        _declared(config, "evals", spec.check_with, f"{where}.check_with", what="eval suite")
+    if spec.max_quality_drop is not None and spec.check_with is None:
+        # A gate that silently never runs is worse than no gate: CI would pass without checking.
+        raise ConfigError(
+            f"{where}.max_quality_drop is set but there is no check_with suite to measure the drop with.",
+            hint="Add check_with: <eval suite>, or remove max_quality_drop.",
+        )
+
+
+def _check_gguf(spec: QuantizedSpec, where: str) -> None:
+    import difflib
+
+    from llmops_cli.engines.gguf import GGUF_TYPES
+
+    if spec.gguf_type not in GGUF_TYPES:
+        close = difflib.get_close_matches(spec.gguf_type, list(GGUF_TYPES), n=1)
+        raise ConfigError(
+            f"{where}.type: '{spec.gguf_type}' is not a GGUF type llmops makes",
+            hint=f"Did you mean '{close[0]}'?" if close else f"Use one of: {', '.join(GGUF_TYPES)}.",
+        )
+    for key in ("bits", "quant_type", "double_quant", "compute_dtype"):
+        if key in spec.declared:
+            raise ConfigError(
+                f"{where}.{key} applies to method: bitsandbytes; a GGUF's type ({spec.gguf_type}) sets its precision.",
+                hint=f"Remove {key}.",
+            )
+    if spec.adapter is not None and not spec.merge:
+        raise ConfigError(
+            f"{where}: a GGUF build carries its adapter merged into the weights; set merge: true.",
+            hint="llama.cpp can also apply a separate LoRA at run time: use the adapter with the base model instead.",
+        )

@@ -21,9 +21,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmops_cli.generation import Message
+
+if TYPE_CHECKING:
+    from llmops_cli.config.evals import AdversarialSpec
 
 CLEAN = "clean"
 FUZZ_KINDS = ("case", "whitespace", "typos", "injection")
@@ -161,16 +164,16 @@ def _typos(text: str, rng: random.Random, rate: float = 0.15) -> str:
     return " ".join(words)
 
 
-def adversarial_cases(clean: Sequence[EvalCase], adversarial: dict[str, Any], *, seed: int = 0) -> list[EvalCase]:
+def adversarial_cases(clean: Sequence[EvalCase], adversarial: AdversarialSpec, *, seed: int = 0) -> list[EvalCase]:
     """The probe and variant cases an ``adversarial:`` block asks for (the clean ones not included)."""
     out: list[EvalCase] = []
     rng = random.Random(seed)
-    if adversarial.get("injection"):
+    if adversarial.injection:
         for i, case in enumerate(clean):
             payload = INJECTIONS[i % len(INJECTIONS)]
             text = f"{case.primary_input}\n\n{payload}"
             out.append(with_input(case, text, group="injection", suffix="injection", marker=INJECTION_MARKER))
-    if (adversarial.get("leakage") or {}).get("canary") and clean:
+    if adversarial.canary and clean:
         template = clean[0]
         for i, probe in enumerate(LEAKAGE_PROBES, start=1):
             variant = with_input(template, probe, group="leakage", suffix=f"leak{i}")
@@ -180,7 +183,7 @@ def adversarial_cases(clean: Sequence[EvalCase], adversarial: dict[str, Any], *,
             if "context" in variant.variables:
                 variant.variables["context"] = ""
             out.append(variant)
-    for kind in adversarial.get("fuzz") or ():
+    for kind in adversarial.fuzz:
         for case in clean:
             text = fuzz_text(case.primary_input, kind, rng)
             marker = INJECTION_MARKER if kind == "injection" else None

@@ -30,6 +30,7 @@ from llmops_cli.monitor.windows import TimeWindow, parse_duration
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
+    from llmops_cli.config.evals import EvalSuiteSpec
     from llmops_cli.evals.metrics import MetricSpec
     from llmops_cli.evals.thresholds import ThresholdResult
 
@@ -141,8 +142,8 @@ def run_continuous_eval(
     chosen = eligible[-int(settings.sample or DEFAULT_SAMPLE) :]
     result = ContinuousEval(suite, span, rate, len(eligible), len(answered))
 
-    specs = [MetricSpec.parse(m) for m in spec.get("metrics") or []]
-    rubric = (spec.get("judge") or {}).get("rubric")
+    specs = [MetricSpec.parse(m) for m in spec.metrics]
+    rubric = spec.judge_rubric
     if rubric:
         specs = [replace(s, rubric=s.rubric or rubric) if s.type == "judge" else s for s in specs]
     usable = []
@@ -179,7 +180,7 @@ def _case(request: LoggedRequest) -> Any:
     return CaseInput(request.output, (), case, generation)
 
 
-def _judge_factory(config: ProjectConfig, spec: dict[str, Any], provider_for: Callable[[str], Any] | None) -> Any:
+def _judge_factory(config: ProjectConfig, spec: EvalSuiteSpec, provider_for: Callable[[str], Any] | None) -> Any:
     from llmops_cli.evals.judge import judge_metric_factory
 
     def default_provider(model: str) -> Any:
@@ -187,16 +188,16 @@ def _judge_factory(config: ProjectConfig, spec: dict[str, Any], provider_for: Ca
 
         return get_provider(config, model)
 
-    return judge_metric_factory(provider_for or default_provider, (spec.get("judge") or {}).get("model"))
+    return judge_metric_factory(provider_for or default_provider, spec.judge_model)
 
 
-def _gates(spec: dict[str, Any], aggregates: dict[str, dict[str, Any]]) -> list[ThresholdResult]:
+def _gates(spec: EvalSuiteSpec, aggregates: dict[str, dict[str, Any]]) -> list[ThresholdResult]:
     """The suite's thresholds that name a computed metric (others belong to skipped metrics)."""
     from llmops_cli.errors import UsageError
     from llmops_cli.evals.thresholds import check_thresholds, resolve_key
 
     applicable = {}
-    for key, text in (spec.get("thresholds") or {}).items():
+    for key, text in spec.thresholds.items():
         try:
             resolve_key(key, aggregates)
         except UsageError:

@@ -21,6 +21,7 @@ from llmops_cli.package.archive import Entry
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ModelSpec, ProjectConfig
+    from llmops_cli.config.quantized import QuantizedSpec
     from llmops_cli.versioning import ArtifactRegistry
 
 ARTIFACT_MANIFEST = "artifact.json"
@@ -158,35 +159,34 @@ def ship_quantized(
     config: ProjectConfig, registry: ArtifactRegistry, name: str, raw_doc: dict[str, Any]
 ) -> ShippedModel:
     """A ``quantized:`` entry: its built HF folder, served in the bundle as a plain local model."""
-    entry = config.quantized[name].raw
+    entry = config.quantized[name]
     art = registered(registry, "quantized", name, hint=f"Run 'llmops quantize {name}'.")
-    if entry.get("method") == "gguf":
+    if entry.method == "gguf":
         return _ship_gguf_build(config, art, name, entry, raw_doc)
     if "config.json" not in art.files:
         raise UsageError(f"quantized/{name}@v{art.version} has no config.json; it is not a model folder.",
                          hint=f"Run 'llmops quantize {name}' again.")  # fmt: skip
     prefix = f"artifacts/quantized/{name}"
     files, expected = art.entries(prefix)
-    base_raw = (raw_doc.get("models") or {}).get(str(entry.get("model"))) or {}
+    base_raw = (raw_doc.get("models") or {}).get(entry.model) or {}
     # No dtype: bitsandbytes weights load as saved. The base's loading options still apply.
     bundle_entry: dict[str, Any] = {"source": prefix}
     for key in ("trust_remote_code", "chat_template", "max_context"):
         if base_raw.get(key) is not None:
             bundle_entry[key] = base_raw[key]
-    bits = int(entry.get("bits", 0)) or None
-    what = f"{bits}-bit" + (f" {entry.get('quant_type', 'nf4')}" if bits == 4 else "")
-    merged = f" with adapter {entry['adapter']} merged" if entry.get("adapter") and entry.get("merge") else ""
-    bundle_entry["description"] = str(
-        entry.get("description") or f"{what} quantization of {entry.get('model')}{merged}"
-    )
+    bits = entry.bits or None
+    what = f"{bits}-bit" + (f" {entry.quant_type}" if bits == 4 else "")
+    merged = f" with adapter {entry.adapter} merged" if entry.adapter and entry.merge else ""
+    bundle_entry["description"] = str(entry.description or f"{what} quantization of {entry.model}{merged}")
     weights = sum(p.stat().st_size for rel, p in art.files.items() if _is_weight(rel))
-    component = art.component(prefix, bits=bits, quant_type=entry.get("quant_type"), base=entry.get("model"))
+    quant_type = entry.quant_type if "quant_type" in entry.declared else None  # as written: none when defaulted
+    component = art.component(prefix, bits=bits, quant_type=quant_type, base=entry.model)
     note = f"{name} is bitsandbytes {what}: bitsandbytes >= 0.49 runs it on CPU; on a CUDA GPU its kernels are used."
     return ShippedModel(name, "quantized", bundle_entry, files, expected, weights, component, bits, note)
 
 
 def _ship_gguf_build(
-    config: ProjectConfig, art: Any, name: str, entry: dict[str, Any], raw_doc: dict[str, Any]
+    config: ProjectConfig, art: Any, name: str, entry: QuantizedSpec, raw_doc: dict[str, Any]
 ) -> ShippedModel:
     """A ``method: gguf`` build: its GGUF, served in the bundle on llama.cpp."""
     from llmops_cli.engines.gguf import GGUF_NAME
@@ -197,16 +197,16 @@ def _ship_gguf_build(
         )
     prefix = f"artifacts/quantized/{name}"
     files, expected = art.entries(prefix)
-    base_raw = (raw_doc.get("models") or {}).get(str(entry.get("model"))) or {}
+    base_raw = (raw_doc.get("models") or {}).get(entry.model) or {}
     bundle_entry: dict[str, Any] = {"source": f"{prefix}/{GGUF_NAME}", "runtime": "llama-cpp"}
     for key in ("chat_template", "max_context", "parallel", "threads"):
         if base_raw.get(key) is not None:
             bundle_entry[key] = base_raw[key]
-    merged = f" with adapter {entry['adapter']} merged" if entry.get("adapter") and entry.get("merge") else ""
-    what = f"GGUF {entry.get('type')}"
-    bundle_entry["description"] = str(entry.get("description") or f"{what} of {entry.get('model')}{merged}")
+    merged = f" with adapter {entry.adapter} merged" if entry.adapter and entry.merge else ""
+    what = f"GGUF {entry.gguf_type}"
+    bundle_entry["description"] = str(entry.description or f"{what} of {entry.model}{merged}")
     weights = sum(p.stat().st_size for rel, p in art.files.items() if _is_weight(rel))
-    component = art.component(prefix, base=entry.get("model"), format="gguf", file=GGUF_NAME, type=entry.get("type"))
+    component = art.component(prefix, base=entry.model, format="gguf", file=GGUF_NAME, type=entry.gguf_type)
     note = (
         f"{name} is {what}: it runs on llama.cpp (llama-cpp-python; `python -m llmops_cli.engines.install` builds it)."
     )

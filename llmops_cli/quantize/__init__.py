@@ -4,6 +4,7 @@ Importing this package is cheap: torch, transformers, peft and bitsandbytes are 
 functions that use them.
 """
 
+from llmops_cli.models.bnb import bnb_config
 from llmops_cli.providers.quantized import (
     is_quantized_spec,
     load_quantized,
@@ -13,7 +14,7 @@ from llmops_cli.providers.quantized import (
     shipped_adapter,
 )
 from llmops_cli.quantize.measure import FIXED_PROMPT, Measurement
-from llmops_cli.quantize.pipeline import QuantizeResult, bnb_config, quantize, resolve_compute_dtype, resolve_device
+from llmops_cli.quantize.pipeline import QuantizeResult, quantize, resolve_compute_dtype, resolve_device
 from llmops_cli.quantize.quality import MetricDelta, QualityReport, compare_results, run_quality_check
 from llmops_cli.quantize.spec import QuantizeSpec, parse_quantize_spec
 

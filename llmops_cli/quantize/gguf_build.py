@@ -63,7 +63,7 @@ def quantize_gguf_entry(
         out.mkdir()
         say(f"converting {source_label} to GGUF {spec.gguf_type} with llama.cpp")
         started = time.perf_counter()
-        template = config.models[spec.model].raw.get("chat_template")
+        template = config.models[spec.model].chat_template
         export_gguf(source, out / GGUF_NAME, spec.gguf_type, name=spec.name, chat_template=template, workdir=build)
         quantize_s = time.perf_counter() - started
         say(f"measuring {spec.name} on llama.cpp")

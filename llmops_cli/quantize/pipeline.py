@@ -278,21 +278,6 @@ def resolve_compute_dtype(spec: QuantizeSpec, device: str) -> str:
     return "bfloat16"
 
 
-def bnb_config(spec: QuantizeSpec, compute_dtype: str) -> Any:
-    """transformers' ``BitsAndBytesConfig`` for the entry."""
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    if spec.bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=spec.quant_type,
-        bnb_4bit_use_double_quant=spec.double_quant,
-        bnb_4bit_compute_dtype=getattr(torch, compute_dtype),
-    )
-
-
 # -- steps ----------------------------------------------------------------------------------------------
 
 
@@ -350,13 +335,14 @@ def _quantize_to(source: Path, out: Path, spec: QuantizeSpec, compute_dtype: str
     import torch
     from transformers import AutoModelForCausalLM
 
+    from llmops_cli.models.bnb import bnb_config
     from llmops_cli.tune.modeling import load_tokenizer, no_progress_bars
 
     with no_progress_bars():
         model = AutoModelForCausalLM.from_pretrained(
             str(source),
             dtype=getattr(torch, compute_dtype),
-            quantization_config=bnb_config(spec, compute_dtype),
+            quantization_config=bnb_config(spec.quant, compute_dtype),  # bfloat16 by default, see above
             device_map=device_map(device),
             local_files_only=True,
             trust_remote_code=base.trust_remote_code,

@@ -22,7 +22,7 @@ from llmops_cli.errors import LlmopsError, UsageError
 from llmops_cli.tune import checkpoints as ckpt
 from llmops_cli.tune.modeling import quiet_libraries, require_training_stack
 from llmops_cli.tune.pipeline import TuneResult, base_model, open_run, snapshot
-from llmops_cli.tune.spec import parse_tune_config
+from llmops_cli.tune.spec import AdapterSpec, tune_spec
 from llmops_cli.tune.trainer import TrainingInterrupted
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def accelerate_command(
 
 def launch_tune(
     config: ProjectConfig,
-    name: str,
+    adapter: str | AdapterSpec,
     *,
     resume: bool = False,
     max_steps: int | None = None,
@@ -72,11 +72,13 @@ def launch_tune(
     config_file: Path | None = None,
     echo: Callable[[str], None] = print,
 ) -> TuneResult:
-    """Train adapter ``name`` under ``accelerate launch`` and return what the main worker registered."""
+    """Train ``adapter`` (a name, or its spec from :func:`parse_tune_config`) under ``accelerate launch``
+    and return what the main worker registered."""
     quiet_libraries()
     import torch
 
-    tune = parse_tune_config(config, name)
+    tune = tune_spec(config, adapter)
+    name = tune.name
     require_training_stack(tune.method)
     if config_file is not None and not config_file.is_file():
         raise UsageError(
@@ -150,7 +152,7 @@ def _model_code_env(config: ProjectConfig, base: str) -> dict[str, str] | None:
     from llmops_cli.models import trust
 
     spec = config.models[base]
-    if not trust.remote_code_allowed(spec.name, spec.raw.get("trust_remote_code", False)):
+    if not trust.remote_code_allowed(spec.name, spec.trust_remote_code):
         return None
     return {**os.environ, trust.ENV_VAR: "1"}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from llmops_cli.errors import ConfigError, UsageError, require
 from llmops_cli.models.quiet import quiet_libraries
-from llmops_cli.tune.spec import QuantSpec, TuneConfig
+from llmops_cli.tune.spec import TuneConfig
 
 
 @dataclass(frozen=True)
@@ -32,15 +32,14 @@ class BaseModel:
     def from_spec(cls, spec: Any, folder: Path) -> BaseModel:
         from llmops_cli.models.trust import remote_code_allowed
 
-        raw = spec.raw
         return cls(
             name=spec.name,
             source=spec.source or str(folder),
             folder=folder,
             dtype=spec.dtype,
-            trust_remote_code=remote_code_allowed(spec.name, raw.get("trust_remote_code", False)),
-            chat_template=raw.get("chat_template"),
-            max_context=raw.get("max_context"),
+            trust_remote_code=remote_code_allowed(spec.name, spec.trust_remote_code),
+            chat_template=spec.chat_template,
+            max_context=spec.max_context,
         )
 
 
@@ -75,19 +74,6 @@ def compute_dtype(name: str | None, device_type: str) -> Any:
     if device_type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
-
-
-def bnb_config(quant: QuantSpec, device_type: str) -> Any:
-    from transformers import BitsAndBytesConfig
-
-    if quant.bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=quant.quant_type,
-        bnb_4bit_use_double_quant=quant.double_quant,
-        bnb_4bit_compute_dtype=compute_dtype(quant.compute_dtype, device_type),
-    )
 
 
 def lora_config(tune: TuneConfig) -> Any:
@@ -129,7 +115,11 @@ def load_for_training(tune: TuneConfig, base: BaseModel, device: Any) -> Any:
         "dtype": weights_dtype(base, device.type),
     }
     if tune.quantization is not None:
-        options["quantization_config"] = bnb_config(tune.quantization, device.type)
+        from llmops_cli.models.bnb import bnb_config
+
+        # Training computes in float32 on the CPU (see compute_dtype), unlike a quantized build.
+        quant = tune.quantization
+        options["quantization_config"] = bnb_config(quant, compute_dtype(quant.compute_dtype, device.type))
         # bitsandbytes places quantized weights at load time; one whole copy per process.
         options["device_map"] = {"": device.index if device.type == "cuda" else device.type}
     with no_progress_bars():  # the caller draws its own progress; tqdm lines would tear through it

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.errors import UsageError
 from llmops_cli.tune import checkpoints as ckpt
 from llmops_cli.tune.modeling import BaseModel, quiet_libraries, require_training_stack
-from llmops_cli.tune.spec import TuneConfig, parse_tune_config
+from llmops_cli.tune.spec import AdapterSpec, TuneConfig, tune_spec
 from llmops_cli.tune.trainer import METRICS_FILE, ProgressFn, TrainingInterrupted, TrainResult
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def dry_run_split(config: ProjectConfig, tune: TuneConfig) -> tuple[list[dict[st
 
 def plan_tune(
     config: ProjectConfig,
-    name: str,
+    adapter: str | AdapterSpec,
     *,
     max_steps: int | None = None,
     num_processes: int = 1,
@@ -110,10 +110,12 @@ def plan_tune(
     config_file: Path | None = None,
 ) -> TunePlan:
     """What ``llmops tune NAME`` would do: counts, steps, shards, a memory estimate per process and
-    (``launcher="accelerate"``) the command it would run; nothing is written."""
+    (``launcher="accelerate"``) the command it would run; nothing is written. ``adapter`` is a name or
+    its spec from :func:`parse_tune_config`."""
     from llmops_cli.tune.plan import build_plan
 
-    tune = parse_tune_config(config, name).with_max_steps(max_steps)
+    tune = tune_spec(config, adapter).with_max_steps(max_steps)
+    name = tune.name
     require_training_stack(tune.method)
     quiet_libraries()
     import torch
@@ -185,25 +187,26 @@ def open_run(config: ProjectConfig, tune: TuneConfig, *, resume: bool, max_steps
 
 def run_tune(
     config: ProjectConfig,
-    name: str,
+    adapter: str | AdapterSpec,
     *,
     resume: bool = False,
     max_steps: int | None = None,
     progress: ProgressFn | None = None,
 ) -> TuneResult:
-    """Train adapter ``name`` in this process and register it; Ctrl-C saves a checkpoint first."""
-    tune = parse_tune_config(config, name)
+    """Train ``adapter`` (a name, or its spec from :func:`parse_tune_config`) in this process and
+    register it; Ctrl-C saves a checkpoint first."""
+    tune = tune_spec(config, adapter)
     require_training_stack(tune.method)
     run_dir = open_run(config, tune, resume=resume, max_steps=max_steps)
     with stop_on_signals() as stop:
-        result = execute_run(config, name, run_dir, resume=resume, progress=progress, stop=stop)
+        result = execute_run(config, tune, run_dir, resume=resume, progress=progress, stop=stop)
     assert result is not None  # a single process is the main process
     return result
 
 
 def execute_run(
     config: ProjectConfig,
-    name: str,
+    adapter: str | AdapterSpec,
     run_dir: Path,
     *,
     resume: bool,
@@ -218,7 +221,8 @@ def execute_run(
     from llmops_cli.tune.trainer import train
 
     info = ckpt.read_run(run_dir)
-    tune = parse_tune_config(config, name).with_max_steps(info.get("max_steps"))
+    tune = tune_spec(config, adapter).with_max_steps(info.get("max_steps"))
+    name = tune.name
     state = distributed_state(tune.launcher.timeout_s)
     with state.main_process_first():  # one process materializes and snapshots; the others reuse it
         base, base_fp = base_model(config, tune)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from llmops_cli.errors import LlmopsError
 
 if TYPE_CHECKING:
+    from llmops_cli.config.adapters import AdapterSpec
     from llmops_cli.config.project import ProjectConfig
     from llmops_cli.tune.trainer import TrainEvent
 
@@ -49,16 +50,14 @@ def _print_event(every: int) -> Callable[[TrainEvent], None]:
     return show
 
 
-def _run_dir(config: ProjectConfig, args: argparse.Namespace) -> Path:
+def _run_dir(config: ProjectConfig, tune: AdapterSpec, args: argparse.Namespace) -> Path:
     if args.run_dir:
         return Path(args.run_dir)
     from accelerate.utils import broadcast_object_list
 
     from llmops_cli.tune.pipeline import distributed_state, open_run
-    from llmops_cli.tune.spec import parse_tune_config
 
     shared: list[str | None] = [None]
-    tune = parse_tune_config(config, args.adapter)
     if distributed_state(tune.launcher.timeout_s).is_main_process:
         shared = [str(open_run(config, tune, resume=args.resume, max_steps=args.max_steps))]
     broadcast_object_list(shared)
@@ -103,21 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.run_dir:  # started by llmops tune: its launcher owns this process
         die_with_parent()
-    from llmops_cli.config import load_config
     from llmops_cli.tune.pipeline import execute_run, stop_on_signals
     from llmops_cli.tune.spec import parse_tune_config
+    from llmops_cli.validation import load_config
 
     try:
         config = load_config(Path(args.project))
-        every = parse_tune_config(config, args.adapter).training.logging_steps
-        run_dir = _run_dir(config, args)
+        tune = parse_tune_config(config, args.adapter)
+        run_dir = _run_dir(config, tune, args)
         with stop_on_signals() as stop:
             result = execute_run(
                 config,
-                args.adapter,
+                tune,
                 run_dir,
                 resume=args.resume,
-                progress=_print_event(every),
+                progress=_print_event(tune.training.logging_steps),
                 stop=stop,
             )
     except LlmopsError as error:
