@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import yaml
 
-from llmops_cli.config import load_config
 from llmops_cli.errors import UsageError
 from llmops_cli.generation import GenerationResult
 from llmops_cli.monitor import FeedbackRecord, RequestRecord, open_store
@@ -38,20 +37,18 @@ from llmops_cli.monitor.drift import (
     roc_auc,
 )
 from llmops_cli.monitor.feedback import sentiment, summarize_feedback
+from llmops_cli.monitor.ops import OpsRow, ops_stats, outcome
 from llmops_cli.monitor.report import MonitorOptions, build_report
 from llmops_cli.monitor.windows import (
-    OpsRow,
     TimeWindow,
     choose_bucket,
     format_duration,
-    ops_stats,
-    outcome,
     parse_duration,
     parse_time,
     resolve_window,
 )
-
-from .conftest import SAMPLE_PROJECT
+from llmops_cli.validation import load_config
+from tests.helpers import SAMPLE_PROJECT
 
 NOW = time.time()
 FRENCH = (
@@ -126,40 +123,6 @@ def in_distribution(n: int, seed: int = 0) -> list[str]:
 
 def drifted(n: int) -> list[str]:
     return [FRENCH.format(n=1000 + i) for i in range(n)]
-
-
-@pytest.fixture
-def run(monkeypatch: pytest.MonkeyPatch, cli: Any) -> Any:
-    """``run(*args, cwd=...)``: the real CLI once app.py registers `monitor`, else a local app around it."""
-    from llmops_cli.cli.app import app
-
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    if "monitor" in names:
-        return cli
-    from typer.testing import CliRunner
-
-    from llmops_cli.cli import output
-    from llmops_cli.cli.base import LlmopsTyper
-    from llmops_cli.cli.monitor import monitor_command
-    from llmops_cli.cli.state import STATE
-
-    local = LlmopsTyper(name="llmops")
-
-    @local.callback()
-    def main() -> None:
-        pass
-
-    local.command("monitor")(monitor_command)
-
-    def invoke(*args: str, cwd: Path | None = None) -> Any:
-        output.console.cache_clear()
-        output.err_console.cache_clear()
-        if cwd is not None:
-            monkeypatch.chdir(cwd)
-        STATE.project, STATE.verbose, STATE.quiet = None, 0, False
-        return CliRunner().invoke(local, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 class Hook:
@@ -374,18 +337,18 @@ def test_continuous_sampling_is_deterministic() -> None:
 # --- the report and the CLI --------------------------------------------------------------------
 
 
-def test_report_on_a_missing_store_is_empty_not_an_error(monitored: Path, run: Any) -> None:
+def test_report_on_a_missing_store_is_empty_not_an_error(monitored: Path, cli: Any) -> None:
     report = build_report(load_config(monitored), MonitorOptions(embedding=False))
     assert not report.store_exists and report.ops.total.requests == 0 and not report.fired
     assert not (monitored / ".llmops" / "monitor.db").exists()  # reading never creates the store
-    result = run("monitor", "--no-embedding", cwd=monitored)
+    result = cli("monitor", "--no-embedding", cwd=monitored)
     assert result.exit_code == 0, result.output
     assert "no requests logged yet" in result.output
 
 
-def test_drifted_inputs_raise_the_drift_alert_and_exit_5(monitored: Path, run: Any) -> None:
+def test_drifted_inputs_raise_the_drift_alert_and_exit_5(monitored: Path, cli: Any) -> None:
     log(monitored, records(in_distribution(20)) + records(drifted(180), start=100))
-    result = run("monitor", "--json", cwd=monitored)
+    result = cli("monitor", "--json", cwd=monitored)
     assert result.exit_code == 5, result.output
     data = json.loads(result.stdout)
     fired = {a["key"] for a in data["alerts"] if a["fired"]}
@@ -394,20 +357,20 @@ def test_drifted_inputs_raise_the_drift_alert_and_exit_5(monitored: Path, run: A
     assert "2 monitor alerts fired" in result.stderr and "drift.length" in result.stderr
 
 
-def test_in_distribution_inputs_do_not_alert(monitored: Path, run: Any) -> None:
+def test_in_distribution_inputs_do_not_alert(monitored: Path, cli: Any) -> None:
     log(monitored, records(in_distribution(200)))
-    result = run("monitor", cwd=monitored)
+    result = cli("monitor", cwd=monitored)
     assert result.exit_code == 0, result.output
     for text in ("Operations", "Drift vs 'eval'", "drift.length", "Alerts", "Feedback"):
         assert text in result.stdout
 
 
-def test_json_shape(monitored: Path, run: Any) -> None:
+def test_json_shape(monitored: Path, cli: Any) -> None:
     log(monitored, records(in_distribution(40)) + records(in_distribution(5), start=500, status=503))
     with open_store(load_config(monitored)) as store:
         store.add_feedback("req-000001", score=-1, comment="wrong thermostat model")
         store.add_feedback("req-000002", label="thumbs_up")
-    result = run("monitor", "--json", "--window", "2h", "--bucket", "10m", cwd=monitored)
+    result = cli("monitor", "--json", "--window", "2h", "--bucket", "10m", cwd=monitored)
     assert result.exit_code == 5  # 5 of 45 failed: error_rate 0.11 > 0.05; negative feedback 0.5 > 0.2
     data = json.loads(result.stdout)
     assert set(data) >= {"project", "window", "operations", "feedback", "drift", "alerts", "fired", "metrics"}
@@ -434,10 +397,10 @@ def test_subsampling_caps_each_side_and_is_seeded(monitored: Path) -> None:
     assert [m.value for m in first.drift.measures] == [m.value for m in again.drift.measures]
 
 
-def test_html_report_is_self_contained(monitored: Path, run: Any, tmp_path: Path) -> None:
+def test_html_report_is_self_contained(monitored: Path, cli: Any, tmp_path: Path) -> None:
     log(monitored, records(in_distribution(30)) + records(drifted(30), start=100))
     out = tmp_path / "report.html"
-    result = run("monitor", "--format", "html", "--output", str(out), cwd=monitored)
+    result = cli("monitor", "--format", "html", "--output", str(out), cwd=monitored)
     assert result.exit_code == 5, result.output
     html = out.read_text()
     assert html.startswith("<!DOCTYPE html>") and "drift.length" in html and "Operations" in html
@@ -445,35 +408,35 @@ def test_html_report_is_self_contained(monitored: Path, run: Any, tmp_path: Path
     assert "<script" not in html and "http://" not in html and "https://" not in html
 
 
-def test_webhook_gets_fired_alerts_and_a_dead_one_only_warns(monitored: Path, run: Any, hook: Hook) -> None:
+def test_webhook_gets_fired_alerts_and_a_dead_one_only_warns(monitored: Path, cli: Any, hook: Hook) -> None:
     log(monitored, records(in_distribution(30), latency=2500.0))
     config = yaml.safe_load((monitored / "llmops.yaml").read_text())["monitor"]
     set_monitor(monitored, {**config, "webhook": hook.url})
-    result = run("monitor", "--no-embedding", cwd=monitored)
+    result = cli("monitor", "--no-embedding", cwd=monitored)
     assert result.exit_code == 5
     assert len(hook.bodies) == 1
     body = hook.bodies[0]
     assert [a["key"] for a in body["alerts"]] == ["latency_ms.p95"] and "latency_ms.p95" in body["text"]
-    assert run("monitor", "--no-webhook", cwd=monitored).exit_code == 5 and len(hook.bodies) == 1
+    assert cli("monitor", "--no-webhook", cwd=monitored).exit_code == 5 and len(hook.bodies) == 1
     set_monitor(monitored, {**config, "webhook": dead_url()})
-    result = run("monitor", cwd=monitored)
+    result = cli("monitor", cwd=monitored)
     assert result.exit_code == 5  # still the alert's exit code, not a crash
     assert "webhook" in result.stderr and "not delivered" in result.stderr
 
 
-def test_alert_typos_and_missing_settings_are_usage_errors(monitored: Path, run: Any) -> None:
+def test_alert_typos_and_missing_settings_are_usage_errors(monitored: Path, cli: Any) -> None:
     set_monitor(monitored, {"reference": "eval", "alerts": {"latency.p95": "> 100"}})
-    result = run("monitor", cwd=monitored)
+    result = cli("monitor", cwd=monitored)
     assert result.exit_code == 2 and "unknown key 'latency.p95'" in result.stderr
     set_monitor(monitored, {"alerts": {"drift.oov": "> 0.5"}})
-    assert "monitor.reference is not set" in run("monitor", cwd=monitored).stderr
+    assert "monitor.reference is not set" in cli("monitor", cwd=monitored).stderr
     set_monitor(monitored, {"alerts": {"eval.length": "< 10"}})
-    assert "continuous_eval is not set" in run("monitor", cwd=monitored).stderr
+    assert "continuous_eval is not set" in cli("monitor", cwd=monitored).stderr
 
 
-def test_a_project_without_monitor_section_gets_operations_only(project: Path, run: Any) -> None:
+def test_a_project_without_monitor_section_gets_operations_only(project: Path, cli: Any) -> None:
     log(project, records(["hello"] * 5, status=500))
-    result = run("monitor", "--json", cwd=project)
+    result = cli("monitor", "--json", cwd=project)
     assert result.exit_code == 0  # no rules, no alerts: a report, not a gate
     data = json.loads(result.stdout)
     assert data["operations"]["errors"] == 5 and data["drift"] is None and data["alerts"] == []
@@ -521,7 +484,7 @@ def test_continuous_eval_scores_a_sample_with_reference_free_metrics(monitored: 
     assert again is not None and [c["id"] for c in again.cases] == [c["id"] for c in ce.cases]
 
 
-def test_watch_redraws_until_ctrl_c(monitored: Path, run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watch_redraws_until_ctrl_c(monitored: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     log(monitored, records(in_distribution(20), latency=2500.0))
     calls = {"n": 0}
 
@@ -531,7 +494,7 @@ def test_watch_redraws_until_ctrl_c(monitored: Path, run: Any, monkeypatch: pyte
             raise KeyboardInterrupt
 
     monkeypatch.setattr(time, "sleep", sleep)
-    result = run("monitor", "--watch", "--refresh", "1", "--no-embedding", cwd=monitored)
+    result = cli("monitor", "--watch", "--refresh", "1", "--no-embedding", cwd=monitored)
     assert result.exit_code == 0, result.output  # alerts show on the dashboard; Ctrl-C is a normal exit
     assert calls["n"] == 3 and "Operations" in result.stdout and "FIRING" in result.stdout
 

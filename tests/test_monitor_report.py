@@ -23,15 +23,14 @@ import numpy as np
 import pytest
 import yaml
 
-from llmops_cli.config import load_config
 from llmops_cli.monitor import RequestRecord, open_store
 from llmops_cli.monitor.alerts import AlertRule, calibrate_rules
 from llmops_cli.monitor.drift import NOISE_MARGIN, NULL_REPEATS, NoiseFloor, noise_floor
+from llmops_cli.monitor.ops import OpsRow, ops_stats
 from llmops_cli.monitor.report import MonitorOptions, build_report
-from llmops_cli.monitor.windows import OpsRow, TimeWindow, ops_stats
+from llmops_cli.monitor.windows import TimeWindow
 from llmops_cli.text import format_number, plural
-
-from .pg import pg_url  # noqa: F401 (a fixture: a fresh database on the test PostgreSQL server)
+from llmops_cli.validation import load_config
 
 NOW = time.time()
 DIM = 16
@@ -339,7 +338,7 @@ def test_held_out_support_questions_do_not_fire_with_minilm(project: Path) -> No
     """The issue's case with the real embedder: 240 of the sample's 300 support conversations are
     the reference, the other 60 arrive as production. At the fixed 0.55 limit such a held-out
     slice fires about one time in six; the calibrated limit sits above the measured floor."""
-    from .conftest import SAMPLE_PROJECT
+    from tests.helpers import SAMPLE_PROJECT
 
     rows = [json.loads(line) for line in (SAMPLE_PROJECT / "data" / "train.jsonl").read_text().splitlines() if line]
     order = list(range(len(rows)))

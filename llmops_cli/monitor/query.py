@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.monitor.locations import is_postgres_url, mask_url
+from llmops_cli.monitor.ops import REJECTED_STATUSES, OpsRow
 from llmops_cli.monitor.records import FeedbackRecord, StoreError
 from llmops_cli.monitor.store import BUSY_TIMEOUT_MS
-from llmops_cli.monitor.windows import REJECTED_STATUSES, OpsRow, TimeWindow
+from llmops_cli.monitor.windows import TimeWindow
 
 _IN_CHUNK = 500  # ids per "IN (...)" query: well under SQLite's variable limit
 

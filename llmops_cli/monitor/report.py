@@ -49,6 +49,7 @@ from llmops_cli.monitor.drift import (
 )
 from llmops_cli.monitor.feedback import FeedbackSummary, summarize_feedback
 from llmops_cli.monitor.locations import store_path
+from llmops_cli.monitor.ops import OpsStats, ops_stats
 from llmops_cli.monitor.query import StoreReader
 from llmops_cli.monitor.reference import (
     EmbedderFactory,
@@ -57,7 +58,7 @@ from llmops_cli.monitor.reference import (
     embed_reference,
     load_reference,
 )
-from llmops_cli.monitor.windows import OpsStats, TimeWindow, iso, ops_stats, parse_duration, resolve_window
+from llmops_cli.monitor.windows import TimeWindow, iso, parse_duration, resolve_window
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
