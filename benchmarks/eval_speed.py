@@ -64,8 +64,8 @@ def main() -> None:
     cold = sh(*common, "--no-cache", cwd=project)
     cached = sh(*common, cwd=project)
 
-    from llmops_cli.config import load_config
     from llmops_cli.evals.runner import EvalOptions, run_suite
+    from llmops_cli.validation import load_config
 
     config = load_config(project)
     options = {"use_adapters": False, "use_cache": False}

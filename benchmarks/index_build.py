@@ -55,7 +55,7 @@ def fresh_process_rerun(project: Path) -> float:
     """An unchanged re-run in a new interpreter, as `llmops index` would do it (imports included)."""
     code = (
         "import time; t = time.perf_counter(); from pathlib import Path;"
-        "from llmops_cli.config import load_config; from llmops_cli.retrieval import build_index;"
+        "from llmops_cli.validation import load_config; from llmops_cli.retrieval import build_index;"
         f"s = build_index(load_config(Path({str(project)!r})), 'kb'); assert s.chunks_embedded == 0;"
         "import sys; assert 'torch' not in sys.modules, 'torch was imported';"
         "print(time.perf_counter() - t)"
@@ -75,8 +75,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="llmops-bench-") as tmp:
         project = make_project(Path(tmp))
-        from llmops_cli.config import load_config
         from llmops_cli.retrieval import build_index, get_embedder, get_retriever
+        from llmops_cli.validation import load_config
 
         config = load_config(project)
         embedder = get_embedder(config, "all-minilm-l6-v2")

@@ -139,8 +139,8 @@ def main() -> None:
     os.environ.update(GIT_ENV)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from llmops_cli.config import load_config
     from llmops_cli.monitor import open_store
+    from llmops_cli.validation import load_config
 
     with tempfile.TemporaryDirectory(prefix="llmops-bench-") as tmp_name:
         tmp = Path(tmp_name)

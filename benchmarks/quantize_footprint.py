@@ -89,11 +89,11 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
 
-    from llmops_cli.config import load_config
     from llmops_cli.config.project import ModelSpec
     from llmops_cli.models import materialize
-    from llmops_cli.quantize import quantize
     from llmops_cli.providers.quantized import quiet_bitsandbytes
+    from llmops_cli.quantize import quantize
+    from llmops_cli.validation import load_config
 
     quiet_bitsandbytes()
     folder = materialize(ModelSpec(name="base", source="smollm2-135m-instruct"), ROOT)

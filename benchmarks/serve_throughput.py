@@ -85,8 +85,8 @@ def serve(project: str, port: int, max_batch: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
-    from llmops_cli.config import load_config
     from llmops_cli.serve import ServeOptions, create_app, run_server
+    from llmops_cli.validation import load_config
 
     options = ServeOptions(port=port, api_keys=(KEY,), max_batch=max_batch, max_concurrency=64)
     run_server(create_app(load_config(Path(project)), options=options), options, log_level="warning", access_log=False)

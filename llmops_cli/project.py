@@ -54,7 +54,7 @@ class Project:
     def config(self) -> ProjectConfig:
         """The loaded ``llmops.yaml`` (a ConfigError when it does not validate); see :meth:`reload`."""
         if self._config is None:
-            from llmops_cli.config import load_config
+            from llmops_cli.validation import load_config
 
             self._config = load_config(self.root)
         return self._config
@@ -73,7 +73,7 @@ class Project:
     # -- llmops validate ------------------------------------------------------------------------------
     def validate(self) -> ValidationResult:
         """Every problem of ``llmops.yaml`` and the files it names (``.ok``, ``.problems``); never raises."""
-        from llmops_cli.config import validate_project
+        from llmops_cli.validation import validate_project
 
         return validate_project(self.root)
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from llmops_cli.chains import ChainRunner, ChainStepError
-from llmops_cli.config import load_config
 from llmops_cli.errors import UsageError
 from llmops_cli.generation import GenerationParams, GenerationRequest, GenerationResult
+from llmops_cli.validation import load_config
 
 
 @dataclass

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from llmops_cli.config import load_config, validate_project
 from llmops_cli.config.yamlpos import YamlLoadError, load_located, loads_located
 from llmops_cli.errors import EXIT_USAGE, ConfigError
+from llmops_cli.validation import load_config, validate_project
 
 from .conftest import SAMPLE_PROJECT
 

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
-from llmops_cli.config import load_config
 from llmops_cli.config.project import ProjectConfig
 from llmops_cli.data import check_dataset, dataset_stats, load_rows, normalize_text, snapshot_dataset, to_example
 from llmops_cli.data.stats import distribution
 from llmops_cli.errors import EXIT_USAGE, ConfigError, UsageError
+from llmops_cli.validation import load_config
 from llmops_cli.versioning import ArtifactRef, ArtifactRegistry
 
 from .conftest import SAMPLE_PROJECT, git

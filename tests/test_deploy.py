@@ -30,11 +30,11 @@ import httpx
 import pytest
 import yaml
 
-from llmops_cli.config import load_config
 from llmops_cli.deploy import DeployOptions, deploy, history, local_status, rollback, stop_local, validate_manifests
 from llmops_cli.deploy.local import read_state
 from llmops_cli.deploy.process import alive, tail
 from llmops_cli.errors import UnavailableError, UsageError
+from llmops_cli.validation import load_config
 from llmops_cli.versioning import ArtifactRef, ArtifactRegistry
 from tests.conftest import git
 from tests.test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)

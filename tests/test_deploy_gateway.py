@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from llmops_cli.config import load_config
 from llmops_cli.deploy import deploy
+from llmops_cli.validation import load_config
 from tests.conftest import git
 from tests.test_deploy import SCHEMA, deploy_cli, load_yaml, proj, register_package  # noqa: F401  (fixtures)
 

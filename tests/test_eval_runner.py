@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from llmops_cli.config import load_config
 from llmops_cli.evals.runner import EvalOptions, ModelOverride, run_suite
 from llmops_cli.generation import GenerationRequest, GenerationResult
 from llmops_cli.providers.batching import BatchingProvider, Overloaded
+from llmops_cli.validation import load_config
 
 from .conftest import git
 

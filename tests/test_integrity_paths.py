@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from llmops_cli.config import load_config
 from llmops_cli.errors import EXIT_USAGE, UsageError
+from llmops_cli.validation import load_config
 
 from .conftest import git
 

@@ -67,8 +67,8 @@ def test_chain_fields_and_conditions_are_bounded() -> None:
 
 def test_bounds_hold_in_worker_threads_and_leave_the_thread_usable(project: Path) -> None:
     """Eval workers and the server render outside the main thread."""
-    from llmops_cli.config import load_config
     from llmops_cli.prompts import load_prompt, render
+    from llmops_cli.validation import load_config
 
     _set_template(project, LOOPS)
     spec = load_prompt(load_config(project), "answer")

@@ -19,7 +19,6 @@ import httpx
 import pytest
 import yaml
 
-from llmops_cli.config import load_config
 from llmops_cli.engines import cpus
 from llmops_cli.engines import llama_cpp as engine
 from llmops_cli.errors import ConfigError, MissingDependencyError, UsageError
@@ -27,6 +26,7 @@ from llmops_cli.generation import GenerationParams, GenerationRequest, Generatio
 from llmops_cli.providers import clear_provider_cache, get_provider
 from llmops_cli.providers.batching import BatchingProvider
 from llmops_cli.providers.runtime import choose_runtime
+from llmops_cli.validation import load_config
 
 needs_engine = pytest.mark.skipif(not engine.available(), reason=f"llama.cpp engine: {engine.status().reason}")
 needs_converter = pytest.mark.skipif(

@@ -267,7 +267,7 @@ def test_two_processes_create_the_tables_at_once(pg_url: str) -> None:  # noqa: 
 
 
 def test_env_var_overrides_monitor_store_and_urls_stay_urls(project: Path) -> None:
-    from llmops_cli.config import load_config
+    from llmops_cli.validation import load_config
 
     config = load_config(project)
     assert store_location(config, {}) == project / ".llmops" / "monitor.db"
@@ -286,8 +286,8 @@ def test_passwords_never_show() -> None:
 
 
 def test_an_unreachable_postgres_store_is_a_clear_error_without_the_password(project: Path) -> None:
-    from llmops_cli.config import load_config
     from llmops_cli.errors import EXIT_UNAVAILABLE
+    from llmops_cli.validation import load_config
 
     with pytest.raises(StoreError) as caught:
         open_store(load_config(project), "postgresql://llm:s3cret@127.0.0.1:1/monitor")

@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmops_cli.config import load_config
 from llmops_cli.monitor import MonitorStore
 from llmops_cli.serve import ServeOptions, create_app, serve_in_thread
+from llmops_cli.validation import load_config
 from tests.pg import block_connections, pg_url  # noqa: F401  (fixture)
 from tests.test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)
 from tests.test_serve import KEY, SlowProvider, auth, chat_body, served, wait_ready  # noqa: F401  (fixture)

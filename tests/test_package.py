@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from llmops_cli.config import load_config
 from llmops_cli.errors import EXIT_USAGE, EXIT_VERSIONING, UsageError, VersioningError
 from llmops_cli.package import (
     PackageIntegrityError,
@@ -31,6 +30,7 @@ from llmops_cli.package import (
     unpack,
     verify_package,
 )
+from llmops_cli.validation import load_config
 from llmops_cli.versioning import ArtifactRef, ArtifactRegistry, Input
 from tests.conftest import git
 from tests.test_retrieval import HashEmbedder

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 import llmops_cli.package.build as build_mod
-from llmops_cli.config import load_config
 from llmops_cli.errors import UsageError
 from llmops_cli.package import build_package
+from llmops_cli.validation import load_config
 from llmops_cli.versioning import ArtifactRegistry
 from llmops_cli.versioning import hashcache as hashcache_mod
 from tests.conftest import git

@@ -10,7 +10,6 @@ import pytest
 import typer
 import yaml
 
-from llmops_cli.config import load_config
 from llmops_cli.errors import ConfigError, UsageError
 from llmops_cli.prompts import (
     coerce,
@@ -22,6 +21,7 @@ from llmops_cli.prompts import (
     to_prompt_text,
 )
 from llmops_cli.prompts.variables import CoercionError
+from llmops_cli.validation import load_config
 
 from .conftest import SAMPLE_PROJECT
 from .test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)

@@ -85,7 +85,7 @@ def qproject(tmp_path: Path, untied_llama_dir: Path) -> Path:
 
 
 def load(root: Path) -> Any:
-    from llmops_cli.config import load_config
+    from llmops_cli.validation import load_config
 
     return load_config(root)
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from llmops_cli.config import load_config
 from llmops_cli.config.project import ProjectConfig
 from llmops_cli.errors import EXIT_USAGE, ConfigError, UsageError
 from llmops_cli.retrieval import (
@@ -36,6 +35,7 @@ from llmops_cli.retrieval import (
 from llmops_cli.retrieval.chunking import markdown_headings
 from llmops_cli.retrieval.documents import Document
 from llmops_cli.retrieval.store import get_collection, open_client
+from llmops_cli.validation import load_config
 from llmops_cli.versioning import ArtifactRef, ArtifactRegistry
 from tests.fixtures.packages import HashEmbedder
 from tests.helpers import SAMPLE_PROJECT, git
@@ -530,7 +530,7 @@ def test_minilm_retrieves_the_relevant_document_first(kb: Path) -> None:
     assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-5
     # An unchanged re-run in a fresh process (what `llmops index` does) never even imports torch.
     code = (
-        "import sys; from pathlib import Path; from llmops_cli.config import load_config;"
+        "import sys; from pathlib import Path; from llmops_cli.validation import load_config;"
         "from llmops_cli.retrieval import build_index;"
         f"s = build_index(load_config(Path({str(kb)!r})), 'kb');"
         "print(s.chunks_embedded, s.version, sorted({'torch', 'transformers'} & set(sys.modules)))"

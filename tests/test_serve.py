@@ -24,7 +24,6 @@ import httpx
 import pytest
 import yaml
 
-from llmops_cli.config import load_config
 from llmops_cli.errors import UsageError
 from llmops_cli.generation import GenerationParams, GenerationRequest, GenerationResult
 from llmops_cli.monitor import MonitorStore, RequestRecord, open_store
@@ -32,6 +31,7 @@ from llmops_cli.providers import clear_provider_cache
 from llmops_cli.serve import ServeOptions, create_app, load_api_keys, resolve_options, serve_in_thread
 from llmops_cli.serve.redact import Redactor
 from llmops_cli.serve.streaming import TextStream
+from llmops_cli.validation import load_config
 from tests.test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)
 
 KEY = "test-key-0123456789"

@@ -27,8 +27,8 @@ import httpx
 import pytest
 import yaml
 
-from llmops_cli.config import load_config
 from llmops_cli.serve import ServeOptions, create_app, serve_in_thread
+from llmops_cli.validation import load_config
 from tests.test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)
 from tests.test_serve import served  # noqa: F401  (fixture)
 

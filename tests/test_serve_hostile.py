@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from llmops_cli.config import load_config
 from llmops_cli.generation import GenerationRequest, GenerationResult
 from llmops_cli.serve import ServeOptions, create_app, serve_in_thread
+from llmops_cli.validation import load_config
 from tests.test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)
 from tests.test_serve import KEY, auth, chat_body, running, served, stored, wait_ready  # noqa: F401
 

@@ -176,8 +176,8 @@ def test_defaults_match_the_schema() -> None:
 
 
 def test_parse_sample_project_adapters() -> None:
-    from llmops_cli.config import load_config
     from llmops_cli.tune import parse_tune_config
+    from llmops_cli.validation import load_config
 
     config = load_config(SAMPLE_PROJECT)
     qlora = parse_tune_config(config, "support-lora")
@@ -195,8 +195,8 @@ def test_parse_sample_project_adapters() -> None:
 def test_parse_rejects_unusable_entries(tmp_path: Path, untied_llama_dir: Path) -> None:
     import yaml
 
-    from llmops_cli.config import load_config
     from llmops_cli.tune import parse_tune_config
+    from llmops_cli.validation import load_config
 
     root = write_project(tmp_path / "p", untied_llama_dir)
     doc = yaml.safe_load((root / "llmops.yaml").read_text())
@@ -438,8 +438,8 @@ def test_tune_registers_a_peft_adapter_with_lineage(tune_cli: Any, tune_project:
             "train_config.json", "README.md", "artifact.json"} <= {p.name for p in folder.iterdir()}  # fmt: skip
     assert (folder / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((folder / "artifact.json").read_text())
-    from llmops_cli.config import load_config
     from llmops_cli.models import fingerprint, resolve
+    from llmops_cli.validation import load_config
 
     config = load_config(tune_project)
     refs = {i["ref"]: i["hash"] for i in manifest["inputs"]}
@@ -507,7 +507,7 @@ def test_dry_run_plans_without_training_or_registering(tune_cli: Any, tune_proje
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tune_project: Path) -> None:
     """Done-when: a run killed with SIGKILL mid-run is finished by --resume, with the same result."""
     script = (
-        "import os, signal, sys\nfrom pathlib import Path\nfrom llmops_cli.config import load_config\n"
+        "import os, signal, sys\nfrom pathlib import Path\nfrom llmops_cli.validation import load_config\n"
         "from llmops_cli.tune import run_tune\n"
         "def progress(event):\n"
         "    if event.kind == 'step' and event.step == 7:\n"
@@ -517,8 +517,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tune_project: Path) ->
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     done = subprocess.run([sys.executable, "-c", script, str(tune_project)], env=env, capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL, done.stderr
-    from llmops_cli.config import load_config
     from llmops_cli.tune import checkpoints, run_tune
+    from llmops_cli.validation import load_config
 
     config = load_config(tune_project)
     killed = checkpoints.resumable_run(tune_project, "a-lora")
@@ -552,8 +552,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tune_project: Path) -> None:
 def test_resume_refuses_changed_settings(tune_project: Path) -> None:
     import yaml
 
-    from llmops_cli.config import load_config
     from llmops_cli.tune import TrainingInterrupted, run_tune
+    from llmops_cli.validation import load_config
 
     config = load_config(tune_project)
     with pytest.raises(TrainingInterrupted):
@@ -577,7 +577,7 @@ def test_merge_writes_a_full_model_and_guards_qlora(tune_cli: Any, tune_project:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["version"] == "adapter/a-lora/v1"
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
-    from llmops_cli.config import load_config
+    from llmops_cli.validation import load_config
 
     source = Path(load_config(tune_project).models["tiny"].source or "")
     ids = torch.tensor([[0, 5, 9, 20, 31]])

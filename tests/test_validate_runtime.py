@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from llmops_cli.config import validate_project
 from llmops_cli.errors import EXIT_USAGE
+from llmops_cli.validation import validate_project
 
 from .conftest import SAMPLE_PROJECT, git
 

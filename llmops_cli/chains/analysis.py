@@ -11,226 +11,57 @@ It works on the plain ``llmops.yaml`` mapping and typed prompt specs, so it need
 index and no git. Each :class:`Finding` carries the key path in ``llmops.yaml`` it is about.
 
 Steps are named one way everywhere: ``step N (id)``, N 1-based; a step without ``id:`` gets the
-id ``KIND-N`` (e.g. ``prompt-2``).
+id ``KIND-N`` (e.g. ``prompt-2``). The step naming and the prompt-side checks sit below chains, in
+:mod:`llmops_cli.prompts.deps` and :mod:`llmops_cli.prompts.checks`, where ``prompt diff`` uses them too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from llmops_cli.config.problems import Finding
+from llmops_cli.prompts.checks import example_findings, step_variable_findings
+from llmops_cli.prompts.deps import (
+    STEP_KINDS,
+    KeyPath,
+    StepUse,
+    chain_steps,
+    prompt_steps,
+    step_id,
+    step_kind,
+    step_label,
+    step_output_name,
+)
 
 if TYPE_CHECKING:
     from llmops_cli.prompts.spec import PromptSpec
 
-STEP_KINDS = ("prompt", "retrieve", "transform", "call")
+__all__ = [
+    "STEP_KINDS",
+    "Finding",
+    "StepUse",
+    "analyze_project",
+    "chain_findings",
+    "example_findings",
+    "prompt_steps",
+    "step_id",
+    "step_kind",
+    "step_label",
+    "step_output_name",
+    "step_variable_findings",
+]
+
 DEFAULT_QUERY = "{{ question }}"
 MAX_DATASET_ROWS = 200  # rows read to learn a dataset's fields
 
-KeyPath = tuple[str | int, ...]
 PromptLookup = Callable[[str], "PromptSpec | None"]
 
 
 def _section(data: Mapping[str, Any], name: str) -> dict[str, Any]:
     value = data.get(name)
     return value if isinstance(value, dict) else {}
-
-
-def step_kind(step: Mapping[str, Any]) -> str | None:
-    return next((kind for kind in STEP_KINDS if kind in step), None)
-
-
-def step_id(step: Mapping[str, Any], index: int) -> str:
-    """The step's ``id``, else ``KIND-N`` (N 1-based): the name traces and messages use."""
-    if step.get("id"):
-        return str(step["id"])
-    return f"{step_kind(step) or 'step'}-{index + 1}"
-
-
-def step_label(index: int, sid: str | None) -> str:
-    """``step 2 (generate)``: the one way a step is shown (``index`` is 0-based)."""
-    return f"step {index + 1}" + (f" ({sid})" if sid else "")
-
-
-def step_output_name(step: Mapping[str, Any]) -> str | None:
-    """The name a step writes: ``output``, else its ``id``, else its kind."""
-    if step.get("output"):
-        return str(step["output"])
-    if step.get("id"):
-        return str(step["id"])
-    return step_kind(step)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing that will fail at run time. ``path``: where in llmops.yaml; ``kind`` for callers."""
-
-    path: KeyPath
-    message: str
-    kind: str
-    variable: str | None = None
-    at_key: bool = False  # point at the key (e.g. `vars:`) rather than at its value
-
-
-@dataclass(frozen=True)
-class StepUse:
-    """One chain step that renders a prompt, and what it hands over as variables."""
-
-    chain: str
-    index: int  # 0-based position in the chain's steps
-    step_id: str | None  # the declared id (None when the step has none)
-    explicit_vars: tuple[str, ...] | None  # keys of `vars:`; None when the step passes values implicitly
-    available: tuple[str, ...]  # chain inputs and earlier step outputs (what implicit passing draws from)
-    model: str | None = None
-    adapter: str | None = None
-    inputs_declared: bool = True  # False: the chain has no `inputs:`, any value may come in at run time
-
-    @property
-    def label(self) -> str:
-        return f"chain '{self.chain}' {step_label(self.index, self.step_id or f'prompt-{self.index + 1}')}"
-
-    @property
-    def path(self) -> KeyPath:
-        return ("chains", self.chain, "steps", self.index)
-
-    def passes(self, variable: str) -> bool:
-        """Whether this step hands ``variable`` to the prompt (explicitly, or by a matching chain value)."""
-        if self.explicit_vars is not None:
-            return variable in self.explicit_vars
-        return variable in self.available
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "chain": self.chain,
-            "step": self.index + 1,
-            "id": self.step_id,
-            "vars": list(self.explicit_vars) if self.explicit_vars is not None else None,
-            "available": list(self.available),
-            "model": self.model,
-            "adapter": self.adapter,
-        }
-
-
-def _steps(spec: Any) -> list[Any]:
-    steps = spec.get("steps") if isinstance(spec, dict) else None
-    return steps if isinstance(steps, list) else []
-
-
-def prompt_steps(data: Mapping[str, Any], prompt: str | None = None) -> list[StepUse]:
-    """Every chain step that renders ``prompt`` (every prompt step when None)."""
-    uses: list[StepUse] = []
-    for chain, spec in _section(data, "chains").items():
-        if not isinstance(spec, dict):
-            continue
-        raw_inputs = spec.get("inputs")
-        available = [str(i) for i in raw_inputs] if isinstance(raw_inputs, list) else []
-        for index, step in enumerate(_steps(spec)):
-            if not isinstance(step, dict):
-                continue
-            if "prompt" in step and (prompt is None or step.get("prompt") == prompt):
-                raw_vars = step.get("vars")
-                uses.append(
-                    StepUse(
-                        chain=chain,
-                        index=index,
-                        step_id=step.get("id"),
-                        explicit_vars=tuple(raw_vars) if isinstance(raw_vars, dict) else None,
-                        available=tuple(dict.fromkeys(available)),
-                        model=step.get("model"),
-                        adapter=step.get("adapter"),
-                        inputs_declared=isinstance(raw_inputs, list),
-                    )
-                )
-            output = step_output_name(step)
-            if output:
-                available.append(output)
-    return uses
-
-
-# -- prompt variables ------------------------------------------------------------------------------
-
-
-def _is_template(text: str) -> bool:
-    return "{{" in text or "{%" in text
-
-
-def _declared(spec: PromptSpec) -> str:
-    return ", ".join(spec.variables) or "none"
-
-
-def step_variable_findings(use: StepUse, spec: PromptSpec, step: Mapping[str, Any] | None = None) -> list[Finding]:
-    """What ``prepare_variables`` will refuse when ``use`` renders ``spec``: required variables the step
-    does not pass, variables it passes that the prompt does not declare, literal values of the wrong type."""
-    from llmops_cli.prompts.variables import CoercionError, coerce
-
-    out: list[Finding] = []
-    where = f"{use.label}: prompt '{spec.name}' ({spec.file})"
-    for name, var in spec.variables.items():
-        if not var.needs_value or use.passes(name):
-            continue
-        if use.explicit_vars is None and not use.inputs_declared:
-            continue  # the chain declares no inputs: the value may be passed at run time
-        how = (
-            f"its vars: set {', '.join(use.explicit_vars) or 'nothing'}"
-            if use.explicit_vars is not None
-            else f"no chain input or earlier step output is named '{name}' "
-            f"(available: {', '.join(use.available) or 'none'})"
-        )
-        path = (*use.path, "vars") if use.explicit_vars is not None else (*use.path, "prompt")
-        message = f"{where} requires variable '{name}', which the step does not pass; {how}"
-        out.append(Finding(path, message, "missing", name, at_key=use.explicit_vars is not None))
-    raw_vars = step.get("vars") if step is not None else None
-    for name in use.explicit_vars or ():
-        if name not in spec.variables:
-            from llmops_cli.config.problems import did_you_mean
-
-            out.append(
-                Finding(
-                    (*use.path, "vars", name),
-                    f"{where} has no variable '{name}'{did_you_mean(name, spec.variables)}; "
-                    f"declared: {_declared(spec)}",
-                    "unknown",
-                    name,
-                )
-            )
-            continue
-        value = raw_vars.get(name) if isinstance(raw_vars, dict) else None
-        if value is None or (isinstance(value, str) and _is_template(value)):
-            continue  # rendered at run time: its type is known only then
-        try:
-            coerce(str(value), spec.variables[name].type)
-        except CoercionError as exc:
-            out.append(Finding((*use.path, "vars", name), f"{where}: variable '{name}': {exc}", "type", name))
-    return out
-
-
-def example_findings(spec: PromptSpec, text: str) -> list[tuple[int, str]]:
-    """(line, message) for few-shot rows that rendering will refuse: a variable the prompt does not
-    declare, or a required one missing. ``text`` is the examples file (JSONL)."""
-    import json
-
-    out: list[tuple[int, str]] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        try:
-            row = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:
-            continue  # reported when the rows are parsed
-        if not isinstance(row, dict):
-            continue
-        unknown = sorted(k for k in row if k != "output" and k not in spec.variables)
-        missing = [n for n, v in spec.variables.items() if v.needs_value and n not in row]
-        if unknown:
-            out.append(
-                (lineno, f"few-shot row of prompt '{spec.name}' sets {', '.join(repr(u) for u in unknown)}, "
-                 f"which the prompt does not declare; declared: {_declared(spec)}")
-            )  # fmt: skip
-        if missing:
-            out.append(
-                (lineno, f"few-shot row of prompt '{spec.name}' lacks required variable "
-                 f"{', '.join(repr(m) for m in missing)}")
-            )  # fmt: skip
-    return out
 
 
 # -- references between steps ----------------------------------------------------------------------
@@ -291,7 +122,7 @@ def chain_findings(data: Mapping[str, Any], chain: str) -> list[Finding]:
     raw_inputs = spec.get("inputs")
     inputs_declared = isinstance(raw_inputs, list)
     inputs = [str(i) for i in raw_inputs] if isinstance(raw_inputs, list) else []
-    steps = [s if isinstance(s, dict) else {} for s in _steps(spec)]
+    steps = [s if isinstance(s, dict) else {} for s in chain_steps(spec)]
     outputs = [step_output_name(s) for s in steps]
     producer = {}  # output name -> first step index writing it
     for i, name in enumerate(outputs):
@@ -525,7 +356,7 @@ def analyze_project(data: Mapping[str, Any], prompts: PromptLookup, *, root: Pat
         by_chain.setdefault(use.chain, []).append(use)
     for chain, spec in chains.items():
         out += chain_findings(data, chain)
-        steps = _steps(spec)
+        steps = chain_steps(spec)
         for use in by_chain.get(chain, []):
             step = steps[use.index]
             prompt = prompts(str(step.get("prompt")))

@@ -32,8 +32,8 @@ def init(
 
 def validate(json_out: JsonOpt = False) -> None:
     """Check llmops.yaml and the files it references; report every problem with file:line:col."""
-    from llmops_cli.config import validate_project
     from llmops_cli.config.loader import config_error
+    from llmops_cli.validation import validate_project
 
     root = STATE.project_root()
     result = validate_project(root)

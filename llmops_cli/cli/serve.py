@@ -137,9 +137,9 @@ def serve(
 ) -> None:
     """Serve the project over HTTP (OpenAI-compatible API, chains, feedback, /health, /ready, /metrics)
     in the foreground until Ctrl-C. Every /v1 request is logged to the monitor store."""
-    from llmops_cli.config import load_config
     from llmops_cli.errors import require
     from llmops_cli.serve import resolve_options
+    from llmops_cli.validation import load_config
 
     for module, name in (("fastapi", "fastapi"), ("uvicorn", "uvicorn")):
         require(module, extra="serve", purpose="llmops serve", package=name)

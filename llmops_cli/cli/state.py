@@ -28,7 +28,7 @@ class State:
         return project_root_from_option(self.project)
 
     def config(self) -> ProjectConfig:
-        from llmops_cli.config import load_config
+        from llmops_cli.validation import load_config
 
         return load_config(self.project_root())
 

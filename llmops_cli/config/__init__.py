@@ -1,6 +1,10 @@
-"""Project configuration: ``llmops.yaml`` loading, validation and the typed config object."""
+"""Project configuration: ``llmops.yaml`` checks and the typed config object (the bottom layer).
 
-from llmops_cli.config.loader import ValidationResult, load_config, validate_project
+Loading a project goes through :func:`llmops_cli.validation.load_config`, which adds the checks of
+the layers above (chains, prompts) to the ones here.
+"""
+
+from llmops_cli.config.loader import ValidationResult, check_project
 from llmops_cli.config.problems import Problem
 from llmops_cli.config.project import DatasetSpec, Entry, ModelSpec, ProjectConfig, PromptRef, StorageSpec
 
@@ -13,6 +17,5 @@ __all__ = [
     "PromptRef",
     "StorageSpec",
     "ValidationResult",
-    "load_config",
-    "validate_project",
+    "check_project",
 ]

@@ -1,20 +1,21 @@
-"""Load ``llmops.yaml``: safe YAML, ``${VAR}`` expansion, JSON Schema, cross references, typed config.
+"""Check ``llmops.yaml``: safe YAML, ``${VAR}`` expansion, JSON Schema, cross references, typed config.
 
-``validate_project`` collects *every* problem (it never stops at the first); ``load_config`` raises
-one :class:`~llmops_cli.errors.ConfigError` carrying them all, or returns a ``ProjectConfig``.
+``check_project`` collects *every* problem (it never stops at the first) and types the config when
+there is none. The checks that need chains and prompts (what a run would refuse) live above this
+package, in :mod:`llmops_cli.validation`, whose ``validate_project`` and ``load_config`` every
+command uses.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmops_cli.config.containment import ALLOW_KEY, is_inside, outside_message
 from llmops_cli.config.envvars import expand, missing_message, set_project_allow
-from llmops_cli.config.problems import Problem, ProblemList
+from llmops_cli.config.problems import Finding, Problem, ProblemList
 from llmops_cli.config.project import ProjectConfig
 from llmops_cli.config.references import RefChecker
 from llmops_cli.config.schema_check import check
@@ -22,6 +23,11 @@ from llmops_cli.config.yamlpos import Located, YamlLoadError, load_located
 from llmops_cli.errors import ConfigError
 from llmops_cli.paths import CONFIG_NAME
 from llmops_cli.resources import load_schema
+
+# Checks a layer above config adds to validation: (data, root, prompt_files, problems) -> findings,
+# each with the `path` in llmops.yaml, its `message` and `at_key`; problems of other files go
+# straight into `problems`.
+RuntimeCheck = Callable[[dict[str, Any], Path, dict[str, Any], list[Problem]], Iterable[Finding]]
 
 
 @dataclass
@@ -35,7 +41,7 @@ class ValidationResult:
         return not self.problems
 
 
-def _display_name(path: Path) -> str:
+def display_name(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
@@ -47,14 +53,14 @@ def load_yaml_file(path: Path, problems_out: list[Problem]) -> Located | None:
     try:
         return load_located(path)
     except YamlLoadError as exc:
-        problems_out.append(Problem(_display_name(path), exc.line, exc.column, "(file)", str(exc)))
+        problems_out.append(Problem(display_name(path), exc.line, exc.column, "(file)", str(exc)))
     except (OSError, UnicodeDecodeError) as exc:
-        problems_out.append(Problem(_display_name(path), 1, 1, "(file)", f"cannot read: {exc}"))
+        problems_out.append(Problem(display_name(path), 1, 1, "(file)", f"cannot read: {exc}"))
     return None
 
 
 def _check_document(located: Located, schema: str, env: Mapping[str, str] | None) -> tuple[Any, ProblemList]:
-    problems = ProblemList(located, _display_name(Path(located.file)))
+    problems = ProblemList(located, display_name(Path(located.file)))
     for path, _mark in located.duplicates:
         problems.add(path, "duplicate key (the later value would silently win)", at_key=True)
     if not isinstance(located.data, dict):
@@ -69,8 +75,14 @@ def _check_document(located: Located, schema: str, env: Mapping[str, str] | None
     return data, problems
 
 
-def validate_project(root: Path, *, env: Mapping[str, str] | None = None) -> ValidationResult:
-    """Check ``root/llmops.yaml`` and the prompt files it references; collect all problems."""
+def check_project(
+    root: Path, *, env: Mapping[str, str] | None = None, runtime: RuntimeCheck | None = None
+) -> ValidationResult:
+    """Check ``root/llmops.yaml`` and the prompt files it references; collect all problems.
+
+    ``runtime`` adds the checks of layers above config (what a chain run or an eval would refuse);
+    :func:`llmops_cli.validation.validate_project` passes them, so every command checks the same.
+    """
     path = root / CONFIG_NAME
     all_problems: list[Problem] = []
     located = load_yaml_file(path, all_problems)
@@ -84,8 +96,8 @@ def validate_project(root: Path, *, env: Mapping[str, str] | None = None) -> Val
         RefChecker(data, root, problems).run()
     all_problems.extend(problems.items)
     prompt_files = _check_prompt_files(data, root, env, all_problems) if isinstance(data, dict) else {}
-    if isinstance(data, dict):
-        for finding in _runtime_findings(data, root, prompt_files, all_problems):
+    if isinstance(data, dict) and runtime is not None:
+        for finding in runtime(data, root, prompt_files, all_problems):
             problems.add(finding.path, finding.message, at_key=finding.at_key)
         all_problems.extend(p for p in problems.items if p not in all_problems)
     all_problems.sort()
@@ -93,50 +105,6 @@ def validate_project(root: Path, *, env: Mapping[str, str] | None = None) -> Val
     if not all_problems:
         config = ProjectConfig.from_dict(data, root=root, path=path)
     return ValidationResult(config, all_problems, prompt_files)
-
-
-def _runtime_findings(
-    data: dict[str, Any], root: Path, prompt_files: dict[str, Any], found: list[Problem]
-) -> list[Any]:
-    """What ``chain run`` and ``eval`` would refuse later (:mod:`llmops_cli.chains.analysis`): step
-    variables against their prompts, references to later or unknown step outputs, adapters on
-    another base model, eval targets needing fields their dataset lacks."""
-    from llmops_cli.chains.analysis import analyze_project
-    from llmops_cli.errors import ConfigError
-    from llmops_cli.prompts.spec import parse_prompt
-
-    invalid = {p.file for p in found}
-    specs: dict[str, Any] = {}
-
-    def lookup(name: str) -> Any:
-        if name not in specs:
-            spec = None
-            raw = prompt_files.get(name)
-            ref = (data.get("prompts") or {}).get(name)
-            file = ref.get("file") if isinstance(ref, dict) else None
-            if isinstance(raw, dict) and isinstance(file, str) and _display_name(root / file) not in invalid:
-                try:
-                    spec = parse_prompt(raw, name=name, file=file)
-                except ConfigError:
-                    spec = None  # its problems are reported with the prompt file
-            specs[name] = spec
-        return specs[name]
-
-    for name in prompt_files:
-        spec = lookup(name)
-        if (
-            spec is None
-            or not isinstance(spec.examples_file, str)
-            or _display_name(root / spec.examples_file) in invalid
-        ):
-            continue
-        from llmops_cli.chains.analysis import example_findings
-        from llmops_cli.prompts.spec import disk_reader
-
-        text = disk_reader(root)(spec.examples_file)
-        for line, message in example_findings(spec, text or ""):
-            found.append(Problem(_display_name(root / spec.examples_file), line, 1, "(example)", message))
-    return analyze_project(data, lookup, root=root)
 
 
 def _check_prompt_files(
@@ -167,14 +135,6 @@ def _check_prompt_files(
         out.extend(problems.items)
         loaded[name] = pdata
     return loaded
-
-
-def load_config(root: Path, *, env: Mapping[str, str] | None = None) -> ProjectConfig:
-    """The typed config of the project at ``root``; raises ConfigError listing every problem."""
-    result = validate_project(root, env=env if env is not None else os.environ)
-    if result.config is None:
-        raise config_error(result.problems)
-    return result.config
 
 
 def config_error(problems: list[Problem]) -> ConfigError:

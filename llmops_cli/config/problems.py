@@ -45,6 +45,18 @@ class Problem:
         }
 
 
+@dataclass(frozen=True)
+class Finding:
+    """Something that will fail at run time, found without running anything (see
+    :mod:`llmops_cli.chains.analysis`). ``path``: where in llmops.yaml; ``kind`` for callers."""
+
+    path: Path_
+    message: str
+    kind: str
+    variable: str | None = None
+    at_key: bool = False  # point at the key (e.g. `vars:`) rather than at its value
+
+
 class ProblemList:
     """Collects problems against one located document."""
 

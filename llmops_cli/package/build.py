@@ -162,7 +162,7 @@ def build_package(
 
 def check_bundle_config(plan: PackagePlan) -> None:
     """Validate the bundle's llmops.yaml with its small files, as the bundle will load it."""
-    from llmops_cli.config import validate_project
+    from llmops_cli.validation import validate_project
 
     with tempfile.TemporaryDirectory(prefix="llmops-package-check-") as tmp:
         root = Path(tmp)

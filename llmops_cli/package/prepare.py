@@ -37,9 +37,9 @@ def prepare_bundle(
     With ``verify`` (the default), an unpacked package (a folder with ``manifest.json``) is first
     checked against its manifest, so nothing altered since it was unpacked is loaded or served.
     """
-    from llmops_cli.config import load_config
     from llmops_cli.package.indexes import restore_index
     from llmops_cli.package.verify import verify_tree
+    from llmops_cli.validation import load_config
 
     if verify and (Path(root) / MANIFEST_NAME).exists():
         if progress:

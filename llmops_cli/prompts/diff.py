@@ -290,7 +290,7 @@ def _flag_undeclared(change: PromptChange, a: PromptSpec | None, b: PromptSpec) 
 
 def _flag_step_values(change: PromptChange, b: PromptSpec, new: Snapshot) -> None:
     """Literal ``vars:`` values the new prompt's types refuse (the check ``llmops validate`` runs)."""
-    from llmops_cli.chains.analysis import step_variable_findings
+    from llmops_cli.prompts.checks import step_variable_findings
 
     raw = new.config.get("chains")
     chains: dict[str, Any] = raw if isinstance(raw, dict) else {}
