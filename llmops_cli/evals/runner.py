@@ -17,425 +17,29 @@ How a run goes:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import hashlib
-import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-from llmops_cli.chains.runtime import ProjectRuntime
 from llmops_cli.config import ProjectConfig
-from llmops_cli.config.evals import EvalSuiteSpec, EvalTarget
+from llmops_cli.config.evals import EvalSuiteSpec
 from llmops_cli.errors import LlmopsError, UsageError
-from llmops_cli.evals.cases import CLEAN, EvalCase, adversarial_cases, cases_from_rows, plant_canary
+from llmops_cli.evals.cases import CLEAN, EvalCase, adversarial_cases, cases_from_rows
 from llmops_cli.evals.metrics import CaseInput, Metric, MetricSpec, aggregate_scores, build_metrics, score_cases
 from llmops_cli.evals.results import CaseResult, SuiteResult
+from llmops_cli.evals.runtime import CaseOutput, EvalOptions, EvalRuntime, ModelOverride
+from llmops_cli.evals.targets import Target, build_target, target_for_name
 from llmops_cli.evals.thresholds import aggregate, check_thresholds, mean_pass_at_k, parse_threshold
-from llmops_cli.generation import GenerationRequest, GenerationResult, Message, Provider
 
 # (done, total) after each case; called from worker threads.
 ProgressFn = Callable[[int, int], None]  # (cases done, in all): one phase, so not llmops_cli.progress's shape
 INJECTION_METRIC = "injection_resisted"
 LEAKAGE_METRIC = "leakage_resisted"
 FLAG_KINDS = frozenset({"exact_match", "contains", "not_contains", "regex", "json_valid", "json_schema"})
-ENDPOINT_KEY_ENV = "LLMOPS_API_KEY"
-
-
-@dataclass(frozen=True)
-class ModelOverride:
-    """Run the suite's target with another model (a ``models:`` or ``quantized:`` name) and adapter.
-
-    ``adapter=None`` means no adapter at all: the steps' own adapters are dropped, because an
-    adapter belongs to the base it was trained on.
-    """
-
-    model: str
-    adapter: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> ModelOverride:
-        """``base`` or ``base+support-lora`` (the ``--models`` syntax)."""
-        model, _, adapter = text.strip().partition("+")
-        if not model:
-            raise UsageError(
-                f"cannot read model {text!r}", hint="Write MODEL or MODEL+ADAPTER, e.g. base+support-lora."
-            )
-        return cls(model, adapter or None)
-
-    @property
-    def label(self) -> str:
-        return self.model + (f"+{self.adapter}" if self.adapter else "")
-
-
-@dataclass
-class EvalOptions:
-    override: ModelOverride | None = None
-    use_cache: bool = True  # False: do not read cached outputs (fresh ones are still stored)
-    limit: int | None = None  # only the first N dataset cases
-    repeat: int | None = None  # default: the suite's `repeat` (1)
-    seed: int | None = None  # default: the suite's `seed` (0)
-    batch_size: int = 8
-    use_adapters: bool = True
-    allow_code: bool = False
-    adversarial: bool = True
-    prompt_overrides: dict[str, Any] = field(default_factory=dict)  # prompt name -> PromptSpec (prompt diff)
-    label: str | None = None  # shown instead of the target in side-by-side tables
-
-
-@dataclass
-class _Output:
-    prediction: Any = None
-    latency_ms: float | None = None
-    tokens: dict[str, int] = field(default_factory=dict)
-    error: str | None = None
-    cached: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-class _CaseState(threading.local):
-    sample: int = 0
-    hits: int = 0
-    misses: int = 0
-    keys: list[str] | None = None  # cache keys of this case's generations, in order
-
-
-class _EvalProvider:
-    """Per (model, adapter): seeds per sample, answers from the cache, batches the rest."""
-
-    def __init__(self, runtime: EvalRuntime, batcher: Any, fingerprint: str, adapter_id: str | None) -> None:
-        self.runtime = runtime
-        self.batcher = batcher
-        self.name = batcher.name
-        self.fingerprint = fingerprint
-        self.adapter_id = adapter_id
-
-    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        state = self.runtime.state
-        if state.sample:  # repeated samples draw different seeds (identical under greedy decoding)
-            requests = [self._seeded(r, state.sample) for r in requests]
-        cache = self.runtime.cache
-        if cache is None:
-            state.misses += len(requests)
-            return self.batcher.generate(requests)
-        keys = [cache.key(self.fingerprint, self.adapter_id, list(r.messages), r.params) for r in requests]
-        if state.keys is not None:
-            state.keys.extend(keys)
-        found = cache.get_many(keys) if self.runtime.read_cache else {}
-        missing = [i for i, key in enumerate(keys) if key not in found]
-        fresh = self.batcher.generate([requests[i] for i in missing]) if missing else []
-        cache.put_many((keys[i], result) for i, result in zip(missing, fresh, strict=True))
-        state.hits += len(requests) - len(missing)
-        state.misses += len(missing)
-        by_index = dict(zip(missing, fresh, strict=True))
-        return [by_index[i] if i in by_index else found[keys[i]].to_generation_result() for i in range(len(requests))]
-
-    def _seeded(self, request: GenerationRequest, sample: int) -> GenerationRequest:
-        base = request.params.seed if request.params.seed is not None else self.runtime.seed
-        return replace(request, params=replace(request.params, seed=base + sample))
-
-
-class EvalRuntime(ProjectRuntime):
-    """The chain runtime of an eval: overrides, canary, cached + batched providers, shared retrieval."""
-
-    def __init__(
-        self,
-        config: ProjectConfig,
-        *,
-        options: EvalOptions,
-        cache: Any,
-        canary: str | None,
-        seed: int,
-    ) -> None:
-        super().__init__(config, use_adapters=options.use_adapters)
-        self.options = options
-        self.cache = cache
-        self.read_cache = options.use_cache
-        self.canary = canary
-        self.seed = seed
-        self.state = _CaseState()
-        self.fingerprints: dict[str, str] = {}
-        self.adapters_used: dict[str, str] = {}  # adapter name -> id (hash)
-        self._providers: dict[tuple[str, str, bool], _EvalProvider] = {}
-        self._batchers: list[Any] = []
-        self._lock = threading.Lock()
-        self._retrieve_lock = threading.Lock()
-
-    # -- the Runtime protocol ----------------------------------------------------------------------
-    def prompt(self, name: str) -> Any:
-        if name in self.options.prompt_overrides:
-            return self.options.prompt_overrides[name]
-        return super().prompt(name)
-
-    def render_prompt(self, spec: Any, variables: dict[str, Any]) -> list[Message]:
-        return self.with_canary(super().render_prompt(spec, variables))
-
-    def with_canary(self, messages: list[Message]) -> list[Message]:
-        return plant_canary(messages, self.canary) if self.canary else messages
-
-    def adapter_path(self, name: str) -> Path | None:
-        if self.options.override is not None:
-            return None  # provider() applies the override's adapter instead
-        with _setup_errors():
-            path = super().adapter_path(name)
-        if path is not None:
-            self.adapters_used[name] = adapter_id(path)
-        return path
-
-    def provider(self, model: str, adapter: Path | None) -> Provider:
-        override = self.options.override
-        if override is not None:
-            model = override.model
-            with _setup_errors():
-                adapter = ProjectRuntime.adapter_path(self, override.adapter) if override.adapter else None
-            if override.adapter and adapter is not None:
-                self.adapters_used[override.adapter] = adapter_id(adapter)
-        return self.model_provider(model, adapter)
-
-    def retrieve(self, name: str, query: str, top_k: int | None) -> list[Any]:
-        with self._retrieve_lock:  # tokenizers and the embedding model are not safe to share across threads
-            return super().retrieve(name, query, top_k)
-
-    # -- providers ---------------------------------------------------------------------------------
-    def model_provider(self, model: str, adapter: Path | None, *, batched: bool = True) -> Provider:
-        """A cached (and, for workers, batched) provider for ``model`` with ``adapter``."""
-        key = (model, str(adapter or ""), batched)
-        with self._lock, _setup_errors():
-            if key not in self._providers:
-                from llmops_cli.providers import get_provider
-                from llmops_cli.providers.batching import BatchingProvider
-
-                inner = get_provider(self.config, model, adapter_path=adapter, batch_size=self.options.batch_size)
-                batcher: Any = inner
-                if batched:
-                    batcher = BatchingProvider(inner, max_batch=self.options.batch_size, max_pending=1_000_000)
-                    self._batchers.append(batcher)
-                fingerprint = self.fingerprint(model)
-                engine = getattr(inner, "engine", "transformers")
-                if engine != "transformers":  # another engine answers differently: its own cache entries
-                    fingerprint = f"{fingerprint}|{engine}"
-                self._providers[key] = _EvalProvider(
-                    self, batcher, fingerprint, adapter_id(adapter) if adapter else None
-                )
-            return self._providers[key]
-
-    def fingerprint(self, model: str) -> str:
-        if model not in self.fingerprints:
-            self.fingerprints[model] = model_fingerprint(self.config, model)
-        return self.fingerprints[model]
-
-    def client(self) -> Any:
-        """Mark the calling worker as a batching client for the duration of one case."""
-        stack = contextlib.ExitStack()
-        for batcher in list(self._batchers):
-            stack.enter_context(batcher.client())
-        return stack
-
-    def close(self) -> None:
-        for batcher in self._batchers:
-            batcher.close()
-
-
-@contextlib.contextmanager
-def _setup_errors() -> Iterator[None]:
-    """Tag errors raised while preparing a model or adapter: they abort the run, not one case."""
-    try:
-        yield
-    except LlmopsError as error:
-        error.setup = True  # type: ignore[attr-defined]
-        raise
-
-
-def model_fingerprint(config: ProjectConfig, model: str) -> str:
-    """The weights' identity behind a ``models:`` or ``quantized:`` name (the cache key's model part)."""
-    from llmops_cli.models import fingerprint, folder_fingerprint
-    from llmops_cli.models.resolver import resolve
-
-    if model in config.models:
-        return fingerprint(resolve(config.models[model], config.root))
-    if model in config.quantized:
-        from llmops_cli.providers.quantized import quantized_folder
-
-        folder = quantized_folder(config, model)  # the build being checked, before it is registered
-        if (folder / "config.json").is_file():
-            return folder_fingerprint(folder)
-        from llmops_cli.engines.gguf import GGUF_NAME
-        from llmops_cli.models.hashing import file_sha256
-
-        if (folder / GGUF_NAME).is_file():
-            return "sha256:" + file_sha256(folder / GGUF_NAME)
-    return f"name:{model}"  # get_provider raises the helpful error for an unknown name
-
-
-def adapter_id(path: Path) -> str:
-    """sha256 over an adapter folder's config and weights: a retrained adapter is a new cache key."""
-    digest = hashlib.sha256()
-    for file in sorted(path.iterdir()):
-        if file.name == "adapter_config.json" or file.name.startswith("adapter_model."):
-            if file.suffix == ".ptr":
-                digest.update(file.read_bytes())
-                continue
-            from llmops_cli.models.hashing import file_sha256
-
-            digest.update(f"{file.name}\0{file_sha256(file)}\n".encode())
-    return "sha256:" + digest.hexdigest()
-
-
-# --- targets ---------------------------------------------------------------------------------------
-
-
-class _Target:
-    """Runs one case; subclasses know a chain, a prompt, a model or an endpoint."""
-
-    workers: int | None = None  # cases run at once (default: the batch size)
-
-    def __init__(self, runtime: EvalRuntime, spec: EvalTarget) -> None:
-        self.runtime = runtime
-        self.target = spec
-
-    def run(self, case: EvalCase) -> _Output:
-        raise NotImplementedError
-
-    def describe(self) -> dict[str, Any]:
-        out = self.target.as_dict()
-        if self.runtime.options.override is not None:
-            out["override"] = self.runtime.options.override.label
-        return out
-
-
-class _ChainTarget(_Target):
-    def __init__(self, runtime: EvalRuntime, spec: EvalTarget, chain: str) -> None:
-        super().__init__(runtime, spec)
-        from llmops_cli.chains import ChainRunner
-
-        self.chain = chain
-        self.runner = ChainRunner(
-            runtime.config, runtime=runtime, allow_code=runtime.options.allow_code, save_traces=False
-        )
-        self.inputs = list(runtime.config.chains[chain].inputs)
-
-    def run(self, case: EvalCase) -> _Output:
-        inputs = (
-            {k: case.variables[k] for k in self.inputs if k in case.variables} if self.inputs else dict(case.variables)
-        )
-        run = self.runner.run(self.chain, inputs)
-        latency = 0.0
-        sources: list[str] = []
-        for step in run.steps:
-            if step.kind == "prompt":
-                latency += float(step.details.get("generation_ms") or 0.0)  # the model's time, batch or cache
-            elif not step.skipped:
-                latency += step.latency_ms
-            for chunk in step.details.get("chunks", []) if step.kind == "retrieve" else []:
-                sources.append(str(chunk.get("source")))
-        return _Output(run.result, latency, run.tokens, details={"sources": sources} if sources else {})
-
-
-class _PromptTarget(_Target):
-    def __init__(self, runtime: EvalRuntime, spec: EvalTarget) -> None:
-        super().__init__(runtime, spec)
-        self.spec = runtime.prompt(str(spec.prompt))
-        self.model = spec.model or self.spec.model
-        if not self.model:
-            raise UsageError(
-                f"eval target prompt '{spec.prompt}' has no model", hint="Set target.model in the suite."
-            )
-        self.adapter = runtime.adapter_path(spec.adapter) if spec.adapter else None
-
-    def run(self, case: EvalCase) -> _Output:
-        variables = {k: case.variables[k] for k in self.spec.variables if k in case.variables}
-        messages = self.runtime.render_prompt(self.spec, variables)
-        provider = self.runtime.provider(self.model, self.adapter)
-        (result,) = provider.generate([GenerationRequest(tuple(messages), self.spec.params)])
-        return _generation_output(result)
-
-
-class _ModelTarget(_Target):
-    """A bare model (or quantized model, or endpoint): the case's conversation, no prompt file."""
-
-    def __init__(self, runtime: EvalRuntime, spec: EvalTarget, provider: Provider | None = None) -> None:
-        super().__init__(runtime, spec)
-        self.model = spec.model or spec.quantized
-        self.adapter = runtime.adapter_path(spec.adapter) if spec.adapter else None
-        self.fixed = provider
-
-    def run(self, case: EvalCase) -> _Output:
-        from llmops_cli.generation import GenerationParams
-
-        provider = self.fixed or self.runtime.provider(str(self.model), self.adapter)
-        messages = self.runtime.with_canary(list(case.messages))
-        (result,) = provider.generate([GenerationRequest(tuple(messages), GenerationParams())])
-        return _generation_output(result)
-
-
-def _generation_output(result: GenerationResult) -> _Output:
-    tokens = {"prompt": result.prompt_tokens, "completion": result.completion_tokens}
-    return _Output(result.text.strip(), result.latency_ms, tokens)
-
-
-ENDPOINT_TIMEOUT_S = 60.0
-ENDPOINT_CONCURRENCY = 4
-
-
-def _endpoint_provider(url: str, *, timeout_s: float = ENDPOINT_TIMEOUT_S) -> Provider:
-    """An OpenAI-compatible client for a deployed endpoint (``http://host:port``, with or without /v1).
-
-    ``timeout_s`` bounds each connect and read of one request (the target's ``timeout_s:``)."""
-    import urllib.request
-
-    from llmops_cli.providers import OpenAIProvider
-
-    base = url.rstrip("/")
-    base = base if base.endswith("/v1") else base + "/v1"
-    model = "default"
-    try:  # the first model the server lists; servers that do not list models take "default"
-        request = urllib.request.Request(base + "/models")
-        import os
-
-        if os.environ.get(ENDPOINT_KEY_ENV):
-            request.add_header("Authorization", f"Bearer {os.environ[ENDPOINT_KEY_ENV]}")
-        with urllib.request.urlopen(request, timeout=min(10.0, timeout_s)) as response:  # noqa: S310 - user's URL
-            listed = json.loads(response.read().decode("utf-8")).get("data") or []
-            model = str(listed[0]["id"]) if listed else model
-    except (OSError, ValueError, KeyError, IndexError):
-        pass
-    return OpenAIProvider(
-        name=url, base_url=base, model=model, api_key_env=ENDPOINT_KEY_ENV, timeout_s=timeout_s, max_concurrency=1
-    )
-
-
-def build_target(runtime: EvalRuntime, spec: EvalTarget) -> _Target:
-    if spec.chain is not None:
-        return _ChainTarget(runtime, spec, spec.chain)
-    if spec.prompt is not None:
-        return _PromptTarget(runtime, spec)
-    if spec.endpoint is not None:
-        runtime.cache = None  # what runs behind a URL can change without us knowing: never cached
-        timeout_s = spec.timeout_s if spec.timeout_s is not None else ENDPOINT_TIMEOUT_S
-        target = _ModelTarget(runtime, spec, provider=_endpoint_provider(spec.endpoint, timeout_s=timeout_s))
-        # Each eval worker holds one request at a time: `concurrency` workers = that many requests in flight.
-        target.workers = max(1, spec.concurrency if spec.concurrency is not None else ENDPOINT_CONCURRENCY)
-        return target
-    if spec.model is not None or spec.quantized is not None:
-        return _ModelTarget(runtime, spec)
-    raise UsageError(f"eval target {spec.as_dict()!r} names none of chain, prompt, model, quantized, endpoint")
-
-
-def target_for_name(config: ProjectConfig, name: str) -> EvalTarget:
-    """A target from a bare name (pairwise `against:`): a chain, prompt, model or quantized entry."""
-    for section, key in ((config.chains, "chain"), (config.prompts, "prompt"), (config.models, "model")):
-        if name in section:
-            return EvalTarget.from_dict({key: name})
-    if name in config.quantized:
-        return EvalTarget.from_dict({"quantized": name})
-    raise UsageError(
-        f"'{name}' is not a chain, prompt, model or quantized entry", hint="Check `against:` in the suite."
-    )
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -559,11 +163,11 @@ def _metrics(config: ProjectConfig, spec: EvalSuiteSpec, runtime: EvalRuntime, o
 
 
 def _run_cases(
-    runtime: EvalRuntime, target: _Target, cases: list[EvalCase], repeat: int, progress: ProgressFn | None
-) -> list[list[_Output]]:
+    runtime: EvalRuntime, target: Target, cases: list[EvalCase], repeat: int, progress: ProgressFn | None
+) -> list[list[CaseOutput]]:
     """outputs[i][s]: case i, sample s. Worker threads feed the batcher; errors stay per case."""
     jobs = [(i, s) for s in range(repeat) for i in range(len(cases))]
-    outputs: list[list[_Output]] = [[_Output() for _ in range(repeat)] for _ in cases]
+    outputs: list[list[CaseOutput]] = [[CaseOutput() for _ in range(repeat)] for _ in cases]
     done = 0
     done_lock = threading.Lock()
 
@@ -578,9 +182,9 @@ def _run_cases(
             except LlmopsError as error:
                 if _is_setup_error(error):
                     raise
-                out = _Output(error=str(error))
+                out = CaseOutput(error=str(error))
             except Exception as error:  # a case that crashes is a failed case, not a failed run
-                out = _Output(error=f"{type(error).__name__}: {error}")
+                out = CaseOutput(error=f"{type(error).__name__}: {error}")
         out.cached = state.misses == 0 and state.hits > 0
         _case_latency(runtime, target, out, state.keys)
         outputs[i][s] = out
@@ -600,7 +204,7 @@ def _run_cases(
     return outputs
 
 
-def _case_latency(runtime: EvalRuntime, target: _Target, out: _Output, keys: list[str]) -> None:
+def _case_latency(runtime: EvalRuntime, target: Target, out: CaseOutput, keys: list[str]) -> None:
     """A fully cached case reports the latency measured when it was generated (a chain's retrieval
     included), not today's retrieval time plus the cached generation time; a fresh one stores it."""
     cache = runtime.cache
@@ -652,7 +256,7 @@ def _text(value: Any) -> str:
 def _score(
     metrics: list[Metric],
     cases: list[EvalCase],
-    outputs: list[list[_Output]],
+    outputs: list[list[CaseOutput]],
     repeat: int,
     canary: str | None,
     others: dict[str, dict[str, str]],
@@ -693,7 +297,7 @@ def _score(
     return results
 
 
-def _input(case: EvalCase, out: _Output) -> CaseInput:
+def _input(case: EvalCase, out: CaseOutput) -> CaseInput:
     generation = {"latency_ms": out.latency_ms, **{f"{k}_tokens": v for k, v in out.tokens.items()}}
     return CaseInput(out.prediction, case.references, {**case.row, **case.variables, "id": case.id}, generation)
 
@@ -769,3 +373,6 @@ def _versions(
     except Exception:  # not a git repo, or no commit yet: lineage without a sha
         out["git_sha"] = None
     return out
+
+
+__all__ = ["EvalOptions", "ModelOverride", "load_cases", "run_suite", "suite_spec"]
