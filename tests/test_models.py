@@ -25,96 +25,15 @@ from llmops_cli.models.embedded import EmbeddedModel
 from llmops_cli.models.hashing import cached_file_sha256
 from llmops_cli.models.materialize import build_atomically
 from llmops_cli.models.resolver import MARKER_NAME
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SPECIALS = ["<s>", "</s>", "<unk>"]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
-)
-SENTENCES = [
-    "the capital of france is paris",
-    "hello world, how are you today?",
-    "a tiny random model for fast tests",
-    "what is the capital of france?",
-]
+from tests.fixtures.models import CHAT_TEMPLATE, SPECIALS
+from tests.helpers import REPO_ROOT
 
 
 def spec(source: str, name: str = "m", **raw: Any) -> ModelSpec:
-    return ModelSpec(name=name, source=source, raw={"source": source, **raw})
+    return ModelSpec.from_dict(name, {"source": source, **raw})
 
 
-# --- fixtures: a tiny tokenizer and Llama, as an HF folder and as a GGUF -------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_tokenizer() -> Any:
-    """A byte-level BPE (GPT-2 style, so it also round-trips through GGUF) with a chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(SENTENCES, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="</s>",
-        chat_template=CHAT_TEMPLATE,
-    )
-
-
-@pytest.fixture(scope="module")
-def untied_llama_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any) -> Path:
-    """A tiny random Llama with untied embeddings (what LoRA merging and bitsandbytes need), as an HF folder."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tiny_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128, bos_token_id=0,
-        eos_token_id=1, pad_token_id=1, tie_word_embeddings=False,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("untied-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any) -> Path:
-    """A 2-layer, hidden-32 random Llama saved with its tokenizer: a complete local HF folder."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tiny_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,  # room for the sample and scaffold prompts (providers check the window)
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
+# --- fixtures: the tiny model as a GGUF (the tokenizer and HF folders are in tests/fixtures/models.py)
 
 
 def _permute_qk(weight: Any, n_head: int) -> Any:
@@ -378,7 +297,7 @@ def test_load_model_dtype_and_overrides(project_root: Path, tiny_model_dir: Path
     import torch
 
     overrides = {"chat_template": "{{ messages[0]['content'] }}", "max_context": 16}
-    entry = ModelSpec(name="m", source=str(tiny_model_dir), dtype="bfloat16", raw=overrides)
+    entry = ModelSpec.from_dict("m", {"source": str(tiny_model_dir), "dtype": "bfloat16", **overrides})
     model, tokenizer = load_model(entry, project_root)
     assert model.dtype == torch.bfloat16
     assert tokenizer.chat_template == "{{ messages[0]['content'] }}"

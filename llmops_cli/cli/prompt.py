@@ -39,7 +39,7 @@ def list_(json_out: JsonOpt = False) -> None:
                 "file": ref.file,
                 "variables": [{"name": v.name, **v.as_dict()} for v in spec.variables.values()],
                 "model": spec.model,
-                "description": ref.raw.get("description") or spec.description or "",
+                "description": ref.description or spec.description or "",
                 "_summary": _variables_summary(spec),
             }
         )
@@ -70,7 +70,7 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
                 "description": spec.description,
                 "model": spec.model,
                 "variables": [{"name": v.name, **v.as_dict()} for v in spec.variables.values()],
-                "params": spec.raw.get("params") or {},
+                "params": spec.declared_params,
                 "examples": spec.examples_file,
                 "dependents": deps.as_dict(),
             }

@@ -46,7 +46,7 @@ def show_prompt(spec: PromptSpec, text: str, deps: Dependents) -> None:
              v.description or ""] for v in spec.variables.values()]  # fmt: skip
     title = "variables" if spec.variables_declared else "variables (inferred from the template)"
     output.table(title, ["variable", "type", "required", "default", "description"], rows)
-    params = {k: v for k, v in spec.params.as_dict().items() if k in (spec.raw.get("params") or {})}
+    params = {k: v for k, v in spec.params.as_dict().items() if k in spec.declared_params}
     if params:
         output.table("params", ["param", "value"], [[k, _value(v)] for k, v in params.items()])
     if spec.examples_file:

@@ -82,7 +82,7 @@ def dataset_spec(config: ProjectConfig, name: str) -> DatasetSpec:
 
 def is_training_dataset(config: ProjectConfig, name: str) -> bool:
     """Whether an adapter trains on ``name`` (its chat rows must then end with an assistant turn)."""
-    return any(adapter.get("dataset") == name for adapter in config.adapters.values())
+    return any(adapter.dataset == name for adapter in config.adapters.values())
 
 
 def check_dataset(config: ProjectConfig, name: str, *, training: bool | None = None) -> DatasetCheck:
@@ -94,8 +94,8 @@ def check_dataset(config: ProjectConfig, name: str, *, training: bool | None = N
     spec = dataset_spec(config, name)
     training = is_training_dataset(config, name) if training is None else training
     path = config.resolve_path(spec.path)
-    declared = str(spec.raw.get("file_format", "auto"))
-    renames: dict[str, str] = dict(spec.raw.get("fields") or {})
+    declared = spec.file_format
+    renames: dict[str, str] = dict(spec.fields)
     if spec.format == "documents":
         return _check_documents(config, spec, path, declared, renames)
     files = dataset_files(path, declared, root=config.root)

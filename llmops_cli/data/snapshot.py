@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,7 +106,7 @@ def snapshot_dataset(config: ProjectConfig, name: str, *, eval_split: float = 0.
         )
     digest = content_hash(cleaned.rows)
     train, held_out = split_rows(fmt, cleaned.rows, eval_split=eval_split, seed=seed)
-    params = snapshot_params(spec.raw, fmt, eval_split=eval_split, seed=seed)
+    params = snapshot_params(spec.fields, fmt, eval_split=eval_split, seed=seed)
     stats = _stats(name, spec.path, fmt, digest, params, len(rows), cleaned, len(train), len(held_out))
     registry = ArtifactRegistry.for_config(config)
     latest = _reusable(registry, name, digest, params)
@@ -120,14 +121,14 @@ def snapshot_dataset(config: ProjectConfig, name: str, *, eval_split: float = 0.
     )
 
 
-def snapshot_params(raw: dict[str, Any], fmt: str, *, eval_split: float, seed: int) -> dict[str, Any]:
+def snapshot_params(fields: Mapping[str, str], fmt: str, *, eval_split: float, seed: int) -> dict[str, Any]:
     """What a snapshot is made with besides the rows; a change in any of them makes a new version."""
     return {
         "eval_split": eval_split,
         "seed": seed,
         "dedupe": DEDUPE,
         "format": fmt,
-        "fields": dict(raw.get("fields") or {}),
+        "fields": dict(fields),
         "snapshot_format": SNAPSHOT_FORMAT,
     }
 
@@ -212,7 +213,7 @@ def _register(
     from llmops_cli.versioning import Input, sha256_file
 
     spec = config.datasets[name]
-    sources = dataset_files(config.resolve_path(spec.path), str(spec.raw.get("file_format", "auto")), root=config.root)
+    sources = dataset_files(config.resolve_path(spec.path), spec.file_format, root=config.root)
     inputs = [Input(_relative(f, config.root), "sha256:" + sha256_file(f)) for f in sources]
     registry.ensure_state_dir()
     tmp = Path(tempfile.mkdtemp(prefix="dataset-", dir=registry.state))

@@ -22,21 +22,21 @@ _BATCH = 512
 
 def training_adapter(config: ProjectConfig, dataset: str) -> str | None:
     """The first adapter that trains on ``dataset``, if any."""
-    return next((name for name, a in config.adapters.items() if a.get("dataset") == dataset), None)
+    return next((name for name, a in config.adapters.items() if a.dataset == dataset), None)
 
 
 def default_model(config: ProjectConfig, dataset: str) -> str | None:
     """The base model of an adapter that trains on ``dataset``, else the first local model."""
     adapter = training_adapter(config, dataset)
-    if adapter is not None and config.adapters[adapter].get("base") in config.models:
-        return str(config.adapters[adapter].get("base"))
+    if adapter is not None and config.adapters[adapter].base in config.models:
+        return config.adapters[adapter].base
     return next((name for name, spec in config.models.items() if not spec.is_remote), None)
 
 
 def default_max_seq_len(config: ProjectConfig, dataset: str) -> int:
     adapter = training_adapter(config, dataset)
-    training = (config.adapters[adapter].get("training") or {}) if adapter else {}
-    return int(training.get("max_seq_len") or DEFAULT_MAX_SEQ_LEN)
+    max_seq_len = config.adapters[adapter].training.max_seq_len if adapter else None
+    return int(max_seq_len or DEFAULT_MAX_SEQ_LEN)
 
 
 def load_tokenizer(config: ProjectConfig, model: str) -> Any:
@@ -48,7 +48,7 @@ def load_tokenizer(config: ProjectConfig, model: str) -> Any:
     from llmops_cli.models import materialize, resolve
 
     if model in config.quantized:
-        model = str(config.quantized[model].get("model"))
+        model = config.quantized[model].model
     if model not in config.models:
         raise UsageError(f"unknown model '{model}'", hint=f"Declared models: {', '.join(config.models) or 'none'}.")
     spec = config.models[model]
@@ -68,11 +68,11 @@ def load_tokenizer(config: ProjectConfig, model: str) -> Any:
     else:  # a GGUF's tokenizer is data; a folder's may be code (trust_remote_code)
         from llmops_cli.models.trust import remote_code_allowed
 
-        trust = remote_code_allowed(spec.name, spec.raw.get("trust_remote_code", False))
+        trust = remote_code_allowed(spec.name, spec.trust_remote_code)
         folder = materialize(spec, config.root)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust)
-    if spec.raw.get("chat_template"):  # llmops.yaml's template wins, as in load_model
-        tokenizer.chat_template = spec.raw["chat_template"]
+    if spec.chat_template:  # llmops.yaml's template wins, as in load_model
+        tokenizer.chat_template = spec.chat_template
     return tokenizer
 
 

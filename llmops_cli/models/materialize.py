@@ -157,7 +157,7 @@ def load_model(
     """
     from llmops_cli.models.trust import remote_code_allowed
 
-    trust = remote_code_allowed(spec.name, spec.raw.get("trust_remote_code", False))  # before any file is touched
+    trust = remote_code_allowed(spec.name, spec.trust_remote_code)  # before any file is touched
     folder = materialize(spec, project_root)
     for module in ("torch", "transformers"):
         require(module, extra="models", purpose=f"Loading model '{spec.name}'")
@@ -222,10 +222,10 @@ def _check_device(device: str) -> Any:
 
 def _apply_overrides(tokenizer: Any, spec: ModelSpec) -> None:
     """llmops.yaml's chat_template and max_context win over what the checkpoint ships."""
-    if spec.raw.get("chat_template"):
-        tokenizer.chat_template = spec.raw["chat_template"]
-    if spec.raw.get("max_context"):
-        tokenizer.model_max_length = int(spec.raw["max_context"])
+    if spec.chat_template:
+        tokenizer.chat_template = spec.chat_template
+    if spec.max_context:
+        tokenizer.model_max_length = spec.max_context
 
 
 def _remove_aside(path: Path) -> None:

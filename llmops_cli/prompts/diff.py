@@ -145,15 +145,15 @@ def _variable_changes(change: PromptChange, a: PromptSpec, b: PromptSpec) -> Non
         change.renamed_variables[removed[0].name] = added[0].name
 
 
-def _params(raw: dict[str, Any]) -> dict[str, Any]:
-    params = dict(raw.get("params") or {})
+def _params(declared: dict[str, Any]) -> dict[str, Any]:
+    params = dict(declared)
     if isinstance(params.get("stop"), str):
         params["stop"] = [params["stop"]]
     return params
 
 
 def _param_changes(a: PromptSpec, b: PromptSpec) -> list[tuple[str, Any, Any]]:
-    old, new = _params(a.raw), _params(b.raw)
+    old, new = _params(a.declared_params), _params(b.declared_params)
     keys = sorted(set(old) | set(new), key=lambda k: (PARAM_ORDER.index(k) if k in PARAM_ORDER else 99, k))
     return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)]
 

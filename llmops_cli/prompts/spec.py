@@ -66,7 +66,8 @@ class PromptSpec:
     variables: dict[str, VariableSpec]
     params: GenerationParams
     examples_file: str | None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # `params:` as written in the file (``params`` adds the defaults): what show and diff print.
+    declared_params: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     # False when the file has no `variables:` section: they were inferred from the templates.
     variables_declared: bool = True
     read_text: TextReader | None = field(default=None, repr=False, compare=False)
@@ -215,7 +216,7 @@ def _build(data: dict[str, Any], *, name: str, file: str, read_text: TextReader 
         variables=_variables(data.get("variables")),
         params=GenerationParams.from_dict(data.get("params")),
         examples_file=data.get("examples"),
-        raw=data,
+        declared_params=dict(data.get("params") or {}),
         variables_declared="variables" in data,
         read_text=read_text,
     )
