@@ -510,15 +510,11 @@ def test_a_client_leaving_mid_stream_is_logged_as_499(served: Path) -> None:
 
 
 def test_stop_strings_are_never_streamed(served: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stream = TextStream(
-        SlowProvider(), GenerationRequest(({"role": "user", "content": "x"},), GenerationParams(stop=("STOP",)))
-    )
-    pieces = list(stream._hold_back_stops(iter(["hello S", "TO", "P and more"])))
+    from llmops_cli.providers.local_stream import HoldBackStops
+
+    pieces = list(HoldBackStops(("STOP",)).pieces(iter(["hello S", "TO", "P and more"])))
     assert "".join(pieces) == "hello " and all("S" not in p for p in pieces)
-    stream = TextStream(
-        SlowProvider(), GenerationRequest(({"role": "user", "content": "x"},), GenerationParams(stop=("STOP",)))
-    )
-    assert "".join(stream._hold_back_stops(iter(["ST", "ay ", "calm"]))) == "STay calm"
+    assert "".join(HoldBackStops(("STOP",)).pieces(iter(["ST", "ay ", "calm"]))) == "STay calm"
 
 
 # --- options and keys ----------------------------------------------------------------------------------

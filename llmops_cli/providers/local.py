@@ -9,7 +9,8 @@ The context window is the model config's ``max_position_embeddings`` (``max_cont
 entry lowers it). :meth:`LocalProvider.check` refuses a prompt that does not fit (batchers call it
 per request before batching); ``generate`` cuts a prompt as ``truncate_prompt_tokens`` asks and
 never generates past the window. A request whose ``cancel`` event is set stops at its next token
-(its row of the batch ends; the other rows go on).
+(its row of the batch ends; the other rows go on). :meth:`LocalProvider.stream` hands out the text
+of one request as the model produces it (``stream: true`` in the server).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,6 +158,18 @@ class LocalProvider:
                     progress(len(results), len(requests))
         return [results[i] for i in range(len(requests))]
 
+    def stream(
+        self, request: GenerationRequest, cancel: threading.Event | None = None
+    ) -> Generator[str, None, GenerationResult]:
+        """Text pieces of ``request`` as the model produces them; the generator's return value is the result.
+
+        The request runs alone (a batch of one) under the model's lock. Closing the generator, or
+        setting ``cancel``, stops the generation at the next token (see :mod:`.local_stream`).
+        """
+        from llmops_cli.providers.local_stream import stream_local
+
+        return stream_local(self, request, cancel)
+
     # --- internals -----------------------------------------------------------------------------
 
     def _load(self) -> None:
@@ -201,7 +214,6 @@ class LocalProvider:
     def _run_batch(
         self, prompts: list[list[int]], params: GenerationParams, rows: Sequence[GenerationRequest] = ()
     ) -> list[GenerationResult]:
-        import torch
 
         model, tokenizer = self._loaded.model, self._loaded.tokenizer
         batch = tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(model.device)
@@ -215,14 +227,7 @@ class LocalProvider:
         if any(c is not None for c in cancels):
             extra["stopping_criteria"] = _cancel_criteria(cancels)
         started = time.perf_counter()
-        if params.temperature > 0 and params.seed is not None:
-            devices = [model.device.index or 0] if model.device.type == "cuda" else []
-            # Seed a forked RNG: reproducible per batch without resetting the caller's global RNG.
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(params.seed)
-                output = model.generate(**batch, generation_config=config, **extra)
-        else:
-            output = model.generate(**batch, generation_config=config, **extra)
+        output = seeded_generate(model, params, **batch, generation_config=config, **extra)
         latency_ms = (time.perf_counter() - started) * 1000
         return [
             self._result(output[row, width:].tolist(), len(prompt), params, latency_ms)
@@ -274,6 +279,21 @@ class LocalProvider:
             finish_reason=finish,
             model=self.name,
         )
+
+
+def seeded_generate(model: Any, params: GenerationParams, **kwargs: Any) -> Any:
+    """``model.generate(**kwargs)``, seeded by ``params.seed`` when sampling.
+
+    The seed goes into a forked RNG: reproducible per call without resetting the caller's global RNG.
+    """
+    if params.temperature > 0 and params.seed is not None:
+        import torch
+
+        devices = [model.device.index or 0] if model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(params.seed)
+            return model.generate(**kwargs)
+    return model.generate(**kwargs)
 
 
 def _cancel_criteria(cancels: Sequence[Any]) -> Any:
