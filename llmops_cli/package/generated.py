@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.package.manifest import SERVE_COMMAND, SourceCommit
 
 if TYPE_CHECKING:
-    from llmops_cli.package.bundle import PackagePlan
+    from llmops_cli.package.plan import PackagePlan
 
 
 def llmops_yaml(plan: PackagePlan) -> bytes:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.package.archive import MANIFEST_NAME
 
 if TYPE_CHECKING:
-    from llmops_cli.package.bundle import PackagePlan
+    from llmops_cli.package.plan import PackagePlan
 
 FORMAT = "llmops-package/1"
 SERVE_COMMAND = "llmops -C /app serve --host 0.0.0.0 --port 8000"
