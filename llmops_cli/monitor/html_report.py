@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.evals.reports._common import fmt
-from llmops_cli.evals.reports.html import _CSS, _figure, _png
+from llmops_cli.evals.reports.html import CSS, figure, png
 from llmops_cli.monitor.report import MonitorReport
 from llmops_cli.paths import atomic_write_text
 from llmops_cli.text import format_number, plural
@@ -39,7 +39,7 @@ def render_html(report: MonitorReport) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{escape(title)} — {verdict}</h1>",
         f'<p class="muted">{escape(str(w["start"]))} → {escape(str(w["end"]))} ({escape(str(w["duration"]))}), '
         f"generated {escape(str(report.to_dict()['generated']))}, store <code>{escape(report.store)}</code></p>",
@@ -126,18 +126,18 @@ def _time_axis(ax: Any, report: MonitorReport) -> None:
 
 
 def _throughput_png(report: MonitorReport) -> tuple[str, str | None]:
-    fig, ax = _figure()
+    fig, ax = figure()
     series = report.ops.series
     width = report.ops.bucket_seconds / 86400 * 0.9  # bar width in days, matplotlib's date unit
     ax.bar(_times(report), [b.rps for b in series], width=width, align="edge", color=_COLORS["production"])
     ax.set_title(f"throughput (bucket {report.to_dict()['operations']['bucket']})")
     ax.set_ylabel("requests / s")
     _time_axis(ax, report)
-    return "throughput", _png(fig)
+    return "throughput", png(fig)
 
 
 def _latency_png(report: MonitorReport) -> tuple[str, str | None]:
-    fig, ax = _figure()
+    fig, ax = figure()
     times = _times(report)
     for q in ("p50", "p95", "p99"):
         ys = [getattr(b.stats.latency_ms, q) for b in report.ops.series]
@@ -146,11 +146,11 @@ def _latency_png(report: MonitorReport) -> tuple[str, str | None]:
     ax.set_ylabel("ms")
     ax.legend(fontsize=8)
     _time_axis(ax, report)
-    return "latency", _png(fig)
+    return "latency", png(fig)
 
 
 def _errors_png(report: MonitorReport) -> tuple[str, str | None]:
-    fig, ax = _figure()
+    fig, ax = figure()
     rates = [b.stats.error_rate for b in report.ops.series]
     ax.plot(_times(report), [float("nan") if r is None else r for r in rates], marker=".", color=_COLORS["p99"])
     for alert in report.alerts:
@@ -161,7 +161,7 @@ def _errors_png(report: MonitorReport) -> tuple[str, str | None]:
     ax.set_title("error rate (served: 5xx, broken streams)")
     ax.set_ylabel("share of requests")
     _time_axis(ax, report)
-    return "error rate", _png(fig)
+    return "error rate", png(fig)
 
 
 def _drift_html(report: MonitorReport, plots: bool) -> str:
@@ -200,7 +200,7 @@ def _details(details: dict[str, Any]) -> str:
 
 
 def _length_png(key: str, ref: list[int], cur: list[int]) -> tuple[str, str | None]:
-    fig, ax = _figure()
+    fig, ax = figure()
     top = max(max(ref, default=1), max(cur, default=1))
     bins = [top * i / 30 for i in range(31)]
     ax.hist(ref, bins=bins, density=True, alpha=0.55, label=f"reference (n={len(ref)})", color=_COLORS["reference"])
@@ -209,14 +209,14 @@ def _length_png(key: str, ref: list[int], cur: list[int]) -> tuple[str, str | No
     ax.set_xlabel("characters")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
-    return f"{key} histogram", _png(fig)
+    return f"{key} histogram", png(fig)
 
 
 def _roc_png(
     key: str, curve: tuple[list[float], list[float]], drift: Any, rules: dict[str, Any]
 ) -> tuple[str, str | None]:
     measure = next(m for m in drift.measures if m.key == key)
-    fig, ax = _figure(height=3.2)
+    fig, ax = figure(height=3.2)
     fpr, tpr = curve
     ax.plot(fpr, tpr, color=_COLORS["production"], label=f"AUC {measure.value:.3f}")
     ax.plot([0, 1], [0, 1], color=_COLORS["reference"], linestyle=":", label="no drift (0.5)")
@@ -227,7 +227,7 @@ def _roc_png(
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.legend(fontsize=8, loc="lower right")
-    return f"{key} ROC", _png(fig)
+    return f"{key} ROC", png(fig)
 
 
 def _continuous_html(report: MonitorReport) -> str:

@@ -31,7 +31,8 @@ from llmops_cli.text import plural
 
 MAX_ROWS = 2000  # per-case rows in the page; results.json always has all of them
 
-_CSS = """
+# The house style of every HTML report (eval, monitor): inline, no external URLs.
+CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1f2328;background:#fff}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d0d7de}
 .pass{color:#1a7f37}.fail{color:#cf222e}.muted{color:#656d76}
@@ -52,7 +53,7 @@ def render_html(results: SuiteResult | Sequence[SuiteResult]) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{escape(title)} — {verdict}</h1>",
     ]
     if importlib.util.find_spec("matplotlib") is None:
@@ -184,7 +185,7 @@ def _histogram_png(result: SuiteResult, metric: str) -> tuple[str, str | None]:
     values = [v for c in cases if (v := c.scores.get(metric)) is not None and math.isfinite(v)]
     if not values or importlib.util.find_spec("matplotlib") is None:
         return metric, None
-    fig, ax = _figure()
+    fig, ax = figure()
     bins = min(30, max(5, len(set(values))))
     ax.hist(values, bins=bins, color="#0969da", alpha=0.85, edgecolor="white")
     mean = sum(values) / len(values)
@@ -196,14 +197,14 @@ def _histogram_png(result: SuiteResult, metric: str) -> tuple[str, str | None]:
     ax.set_xlabel(metric)
     ax.set_ylabel("cases")
     ax.legend(fontsize=8, loc="best")
-    return f"{metric} distribution", _png(fig)
+    return f"{metric} distribution", png(fig)
 
 
 def _baseline_png(result: SuiteResult) -> tuple[str, str | None]:
     deltas = {m: d for m, d in baseline_metrics(result).items() if d.get("n_paired")}
     if not deltas or importlib.util.find_spec("matplotlib") is None:
         return "baseline comparison", None
-    fig, ax = _figure(height=0.6 + 0.45 * len(deltas))
+    fig, ax = figure(height=0.6 + 0.45 * len(deltas))
     names = list(deltas)
     means = [deltas[m]["delta_mean"] for m in names]
     lows = [max(0.0, deltas[m]["delta_mean"] - deltas[m]["ci_low"]) for m in names]
@@ -217,10 +218,11 @@ def _baseline_png(result: SuiteResult) -> tuple[str, str | None]:
     ax.set_yticks(ys, names)
     ax.set_xlabel("Δ mean vs baseline (95% bootstrap CI)")
     ax.set_title(f"vs {result.baseline.get('ref', 'baseline') if result.baseline else 'baseline'}")
-    return "baseline comparison", _png(fig)
+    return "baseline comparison", png(fig)
 
 
-def _figure(height: float = 3.0) -> tuple[Any, Any]:
+def figure(height: float = 3.0) -> tuple[Any, Any]:
+    """(figure, axes) on matplotlib's Agg canvas, report-sized (no pyplot, no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -229,7 +231,8 @@ def _figure(height: float = 3.0) -> tuple[Any, Any]:
     return fig, fig.add_subplot()
 
 
-def _png(fig: Any) -> str:
+def png(fig: Any) -> str:
+    """``fig`` as a base64 PNG, for an ``<img src="data:image/png;base64,...">``."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return base64.b64encode(buf.getvalue()).decode("ascii")
