@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from llmops_cli.evals.reports._common import shorten
+from llmops_cli.evals.reports.common import shorten
 from llmops_cli.text import format_number, plural
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from llmops_cli.evals.reports._common import fmt
+from llmops_cli.evals.reports.common import fmt
 from llmops_cli.evals.reports.html import CSS, figure, png
 from llmops_cli.monitor.report import MonitorReport
 from llmops_cli.paths import atomic_write_text

@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from llmops_cli.evals.reports._common import (
+from llmops_cli.evals.reports.common import (
     as_list,
     baseline_metrics,
     failed_assertions,

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llmops_cli.evals.reports._common import as_list
+from llmops_cli.evals.reports.common import as_list
 from llmops_cli.evals.results import SCHEMA_VERSION, SuiteResult
 from llmops_cli.paths import atomic_write_text
 

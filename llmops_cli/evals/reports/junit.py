@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmops_cli.evals.reports._common import as_list, fmt, shorten
+from llmops_cli.evals.reports.common import as_list, fmt, shorten
 from llmops_cli.evals.results import CaseResult, SuiteResult
 from llmops_cli.paths import atomic_write_bytes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from llmops_cli.evals.reports._common import (
+from llmops_cli.evals.reports.common import (
     as_list,
     baseline_metrics,
     failed_assertions,

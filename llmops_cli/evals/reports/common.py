@@ -1,4 +1,4 @@
-"""Small helpers shared by the report writers."""
+"""Small helpers shared by the report writers (eval reports, and the monitor report and its terminal view)."""
 
 from __future__ import annotations
 
