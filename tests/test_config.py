@@ -88,7 +88,7 @@ def test_env_expansion_keeps_numbers(project: Path) -> None:
     path = project / "llmops.yaml"
     path.write_text(path.read_text().replace("top_k: 3", 'top_k: "${TOPK}"'))
     cfg = load_config(project, env={"TOPK": "5"})
-    assert cfg.retrievers["kb"].get("top_k") == 5
+    assert cfg.retrievers["kb"].top_k == 5
 
 
 def test_duplicate_keys_and_yaml_syntax(project: Path) -> None:

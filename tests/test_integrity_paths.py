@@ -68,7 +68,7 @@ def test_dataset_outside_the_project_is_refused(project: Path, secret: Path, cli
 def test_allow_outside_lets_an_entry_read_outside(project: Path, secret: Path) -> None:
     _edit(project, "datasets", "train", path=str(secret / "train.jsonl"), allow_outside=True)
     config = load_config(project)
-    assert config.datasets["train"].raw["allow_outside"] is True
+    assert config.datasets["train"].allow_outside is True
 
 
 def test_error_names_the_line(project: Path, secret: Path, cli: Any) -> None:

@@ -202,8 +202,8 @@ def test_bundle_is_a_valid_project_with_the_model_rewritten(built: Path, tmp_pat
     config = load_config(root)  # validates
     assert config.models["small-4bit"].source == "artifacts/quantized/small-4bit"
     assert config.models["base"].source == "artifacts/quantized/small-4bit"  # alias (the prompt file says base)
-    steps = config.chains["rag"].raw["steps"]
-    assert steps[1]["model"] == "small-4bit" and "adapter" not in steps[1]
+    steps = config.chains["rag"].prompt_steps()
+    assert steps[0].model == "small-4bit" and steps[0].adapter is None
     assert "${TINY_URL" not in (root / "llmops.yaml").read_text()  # the unused remote model is left out
     assert set(config.datasets) == {"docs", "eval"}  # documents and the monitor reference, no training data
     assert config.packages["bot"].raw == {
@@ -242,9 +242,9 @@ def test_package_with_the_chains_own_adapter(built: Path, tmp_path: Path) -> Non
     assert config.models["base"].source == "model/base"
     assert (root / "model" / "base" / "model.safetensors").is_file()
     assert (root / "artifacts" / "adapter" / "lora" / "adapter_config.json").is_file()
-    assert config.chains["rag"].raw["steps"][1]["adapter"] == "lora"
+    assert config.chains["rag"].prompt_steps()[0].adapter == "lora"
     placeholder = root / config.datasets["train"].path
-    assert placeholder.read_bytes() == b"" and "not shipped" in config.datasets["train"].raw["description"]
+    assert placeholder.read_bytes() == b"" and "not shipped" in str(config.datasets["train"].description)
     assert config.adapters["lora"].raw["training"]["learning_rate"] == pytest.approx(2e-4)  # YAML 1.2 floats survive
     refs = {a["ref"] for a in read_manifest(result.archive)["artifacts"]}
     assert "adapter/lora@v1" in refs

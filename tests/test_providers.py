@@ -49,7 +49,7 @@ def ask(text: str, **params: Any) -> GenerationRequest:
 
 
 def local_spec(folder: Path, name: str = "tiny") -> ModelSpec:
-    return ModelSpec(name=name, source=str(folder), raw={"source": str(folder)})
+    return ModelSpec(name=name, source=str(folder))
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_bad_adapter_folder_is_a_usage_error(tiny_model_dir: Path, tmp_path: Pat
 
 
 def test_plain_transcript_without_chat_template(tiny_model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
-    spec = ModelSpec(name="t", source=str(tiny_model_dir), raw={"source": str(tiny_model_dir), "chat_template": ""})
+    spec = ModelSpec(name="t", source=str(tiny_model_dir), chat_template="")
     provider = LocalProvider(spec, tmp_path)
     provider.tokenizer().chat_template = None  # a base model without any template
     assert provider.render([{"role": "user", "content": "hi"}]) == "User: hi\nAssistant:"

@@ -232,12 +232,12 @@ def test_models_entry_over_a_quantized_folder_loads_as_saved(tmp_path: Path, qpr
 
     quantize(load(qproject), "q8", device="cpu", baseline=False, **FAST)
     folder = qproject / "artifacts" / "quantized" / "q8"
-    spec = ModelSpec(name="x", source=str(folder), dtype="float32", raw={"source": str(folder), "dtype": "float32"})
+    spec = ModelSpec(name="x", source=str(folder), dtype="float32")
     assert prequantized_folder(spec, qproject) == folder
     provider = LocalProvider(spec, qproject)
     provider.load()
     assert getattr(provider._loaded.model, "is_loaded_in_8bit", False)
-    plain = ModelSpec(name="t", source=str(qproject), raw={})
+    plain = ModelSpec(name="t", source=str(qproject))
     assert prequantized_folder(plain, qproject) is None
 
 

@@ -6,11 +6,10 @@ the layers above (chains, prompts) to the ones here.
 
 from llmops_cli.config.loader import ValidationResult, check_project
 from llmops_cli.config.problems import Problem
-from llmops_cli.config.project import DatasetSpec, Entry, ModelSpec, ProjectConfig, PromptRef, StorageSpec
+from llmops_cli.config.project import DatasetSpec, ModelSpec, ProjectConfig, PromptRef, StorageSpec
 
 __all__ = [
     "DatasetSpec",
-    "Entry",
     "ModelSpec",
     "Problem",
     "ProjectConfig",

@@ -2,8 +2,7 @@
 
 ``ProjectConfig.from_dict`` is called on a document that already passed JSON Schema validation
 (see :mod:`llmops_cli.config.loader`), so it can trust shapes; defaults live here and in the schema.
-Each entry keeps its full ``raw`` mapping so later commands can read keys this module does not
-model explicitly.
+Every section is parsed once into frozen dataclasses (one module per section beside this one).
 """
 
 from __future__ import annotations
@@ -71,7 +70,7 @@ class ModelSpec:
     headers: Mapping[str, str] | None = field(default=None, compare=False)  # remote only
     quantized: str | None = None
     gguf_build: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    description: str | None = None
 
     @classmethod
     def from_dict(cls, name: str, spec: Mapping[str, Any]) -> ModelSpec:
@@ -96,7 +95,7 @@ class ModelSpec:
             headers=dict(spec["headers"]) if spec.get("headers") is not None else None,
             quantized=spec.get("quantized"),
             gguf_build=None if spec.get("gguf_build") is None else str(spec["gguf_build"]),
-            raw=dict(spec),
+            description=spec.get("description"),
         )
 
     @property
@@ -108,16 +107,14 @@ class ModelSpec:
 class PromptRef:
     name: str
     file: str
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
     allow_outside: bool = False
-    description: str | None = None  # not in the schema today; kept for ``prompt list``
+    description: str | None = None
 
     @classmethod
     def from_dict(cls, name: str, spec: Mapping[str, Any]) -> PromptRef:
         return cls(
             name,
             spec["file"],
-            dict(spec),
             allow_outside=spec.get("allow_outside") is True,
             description=spec.get("description"),
         )
@@ -128,10 +125,10 @@ class DatasetSpec:
     name: str
     path: str
     format: str
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
     file_format: str = "auto"
     fields: Mapping[str, str] = field(default_factory=dict, compare=False)  # column renames
     allow_outside: bool = False
+    description: str | None = None
 
     @classmethod
     def from_dict(cls, name: str, spec: Mapping[str, Any]) -> DatasetSpec:
@@ -139,22 +136,11 @@ class DatasetSpec:
             name,
             spec["path"],
             spec["format"],
-            dict(spec),
             file_format=str(spec.get("file_format", "auto")),
             fields=dict(spec.get("fields") or {}),
             allow_outside=spec.get("allow_outside") is True,
+            description=spec.get("description"),
         )
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A section entry whose command lands in a later issue: name plus its validated mapping."""
-
-    name: str
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.raw.get(key, default)
 
 
 @dataclass(frozen=True)
@@ -188,9 +174,6 @@ class ProjectConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, root: Path, path: Path) -> ProjectConfig:
-        def entries(section: str) -> dict[str, Entry]:
-            return {k: Entry(k, dict(v)) for k, v in (data.get(section) or {}).items()}
-
         storage = data.get("storage") or {}
         return cls(
             root=root,

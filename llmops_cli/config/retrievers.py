@@ -52,6 +52,7 @@ class RetrieverSpec:
     top_k: int = DEFAULT_TOP_K
     store: StoreSpec = StoreSpec()
     collection: str | None = None
+    description: str | None = None
 
     @property
     def embedding_model(self) -> str:
@@ -90,6 +91,7 @@ def parse_retriever(name: str, raw: Mapping[str, Any]) -> RetrieverSpec:
             port=int(port) if port is not None else None,
         ),
         collection=store.get("collection") or None,
+        description=raw.get("description"),
     )
 
 
