@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from typing import TYPE_CHECKING
 
 from llmops_cli.cli import output
+from llmops_cli.cli.serve_options import (
+    AllowCodeOpt,
+    ApiKeysEnvOpt,
+    DeploymentOpt,
+    DeviceOpt,
+    HostOpt,
+    LogLevelOpt,
+    MaxBatchOpt,
+    MaxBodyOpt,
+    MaxConcurrencyOpt,
+    ModelOpt,
+    PackageOpt,
+    PortOpt,
+    PublicMetricsOpt,
+    RedactOpt,
+    StoreOpt,
+    UnpackToOpt,
+    UpstreamKeyEnvOpt,
+    UpstreamOpt,
+    UpstreamTimeoutOpt,
+    UpstreamVerifyOpt,
+)
 from llmops_cli.cli.state import STATE
 
 if TYPE_CHECKING:
@@ -18,122 +38,26 @@ if TYPE_CHECKING:
 
 
 def serve(
-    host: Annotated[
-        str | None, typer.Option("--host", help="Address to listen on (default: the deployment's, or 127.0.0.1).")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option("--port", "-p", help="Port (default: the deployment's, or 8000; 0 picks a free one).")
-    ] = None,
-    package: Annotated[
-        Path | None,
-        typer.Option(
-            "--package",
-            help="Serve a package archive made by 'llmops package' instead of the project.",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
-    deployment: Annotated[
-        str | None,
-        typer.Option(
-            "--deployment",
-            "-d",
-            help="Read host, port, keys variable, concurrency and redaction from deployments.NAME.",
-            metavar="NAME",
-        ),
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model id for requests that name none (and for /ready).")
-    ] = None,
-    api_keys_env: Annotated[
-        str | None,
-        typer.Option(
-            "--api-keys-env",
-            help="Environment variable with comma-separated API keys "
-            "(default: LLMOPS_API_KEYS; unset = no authentication).",
-            metavar="NAME",
-        ),
-    ] = None,
-    redact: Annotated[
-        bool | None, typer.Option("--redact/--no-redact", help="Mask e-mails and secrets before logging requests.")
-    ] = None,
-    max_concurrency: Annotated[
-        int | None,
-        typer.Option("--max-concurrency", min=1, help="Generations at once; more get 429 (default: 64)."),
-    ] = None,
-    max_batch: Annotated[
-        int | None, typer.Option("--max-batch", min=1, help="Requests merged into one generate call (default: 8).")
-    ] = None,
-    max_body: Annotated[
-        int | None,
-        typer.Option("--max-body-bytes", min=1, help="Largest request body; more gets 413 (default: 1 MiB)."),
-    ] = None,
-    public_metrics: Annotated[
-        bool, typer.Option("--public-metrics", help="Serve /metrics without an API key (for scrapers).")
-    ] = False,
-    allow_code: Annotated[
-        bool,
-        typer.Option(
-            "--allow-code",
-            help="Let chains' `call` steps run the project's Python functions, and models' trust_remote_code.",
-        ),
-    ] = False,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            "--store",
-            help="Monitor store: a SQLite file or a postgresql:// URL (default: $LLMOPS_MONITOR_STORE, "
-            "else monitor.store, else .llmops/monitor.db).",
-        ),
-    ] = None,
-    unpack_to: Annotated[
-        Path | None,
-        typer.Option(
-            "--unpack-to",
-            help="Where --package is unpacked (default: a folder per archive under LLMOPS_HOME/packages).",
-            file_okay=False,
-        ),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device",
-            help="Where local models run: auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda or cuda:N "
-            "(default: the deployment's serve.device, or auto).",
-        ),
-    ] = None,
-    upstream: Annotated[
-        str | None,
-        typer.Option(
-            "--upstream",
-            help="Run as a gateway in front of this OpenAI-compatible server (vLLM, another llmops serve): "
-            "its models are served with this server's keys, limits, logging and metrics.",
-            metavar="URL",
-        ),
-    ] = None,
-    upstream_key_env: Annotated[
-        str | None,
-        typer.Option("--upstream-key-env", help="Environment variable with the upstream's API key.", metavar="NAME"),
-    ] = None,
-    upstream_timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--upstream-timeout",
-            help="Seconds to wait for the upstream's answer or its next streamed piece; "
-            "longer gets 504 (default: 600).",
-        ),
-    ] = None,
-    upstream_verify: Annotated[
-        bool,
-        typer.Option(
-            "--upstream-verify/--no-upstream-verify",
-            help="Check the upstream's TLS certificate; turn off only for an upstream in the same pod "
-            "with a self-signed one (KServe's vLLM).",
-        ),
-    ] = True,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")
-    ] = "info",
+    host: HostOpt = None,
+    port: PortOpt = None,
+    package: PackageOpt = None,
+    deployment: DeploymentOpt = None,
+    model: ModelOpt = None,
+    api_keys_env: ApiKeysEnvOpt = None,
+    redact: RedactOpt = None,
+    max_concurrency: MaxConcurrencyOpt = None,
+    max_batch: MaxBatchOpt = None,
+    max_body: MaxBodyOpt = None,
+    public_metrics: PublicMetricsOpt = False,
+    allow_code: AllowCodeOpt = False,
+    store: StoreOpt = None,
+    unpack_to: UnpackToOpt = None,
+    device: DeviceOpt = None,
+    upstream: UpstreamOpt = None,
+    upstream_key_env: UpstreamKeyEnvOpt = None,
+    upstream_timeout: UpstreamTimeoutOpt = None,
+    upstream_verify: UpstreamVerifyOpt = True,
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Serve the project over HTTP (OpenAI-compatible API, chains, feedback, /health, /ready, /metrics)
     in the foreground until Ctrl-C. Every /v1 request is logged to the monitor store."""
