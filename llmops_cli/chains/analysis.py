@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmops_cli.config.chains import DEFAULT_QUERY, STEP_KINDS
 from llmops_cli.config.problems import Finding
 from llmops_cli.prompts.checks import example_findings, step_variable_findings
 from llmops_cli.prompts.deps import (
-    STEP_KINDS,
     KeyPath,
     StepUse,
     chain_steps,
@@ -53,7 +53,6 @@ __all__ = [
     "step_variable_findings",
 ]
 
-DEFAULT_QUERY = "{{ question }}"
 MAX_DATASET_ROWS = 200  # rows read to learn a dataset's fields
 
 PromptLookup = Callable[[str], "PromptSpec | None"]

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmops_cli.config.chains import STEP_KINDS, default_step_id
+
 __all__ = [
     "Dependents",
     "StepUse",
@@ -23,8 +25,6 @@ __all__ = [
     "step_label",
     "step_output_name",
 ]
-
-STEP_KINDS = ("prompt", "retrieve", "transform", "call")
 
 KeyPath = tuple[str | int, ...]
 
@@ -42,7 +42,7 @@ def step_id(step: Mapping[str, Any], index: int) -> str:
     """The step's ``id``, else ``KIND-N`` (N 1-based): the name traces and messages use."""
     if step.get("id"):
         return str(step["id"])
-    return f"{step_kind(step) or 'step'}-{index + 1}"
+    return default_step_id(step_kind(step), index)
 
 
 def step_label(index: int, sid: str | None) -> str:
