@@ -12,10 +12,8 @@ and packing do not change what is optimized.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,8 +21,8 @@ from typing import Any
 
 from llmops_cli.errors import EXIT_INTERRUPTED, LlmopsError
 from llmops_cli.tune import checkpoints as ckpt
-from llmops_cli.tune.batching import Schedule, eval_batches
-from llmops_cli.tune.formatting import IGNORE_INDEX, FormatStats, Row, as_rows, collate, pack_rows, tokenize_examples
+from llmops_cli.tune.batching import Schedule
+from llmops_cli.tune.loop import StepLoop, prepare_data, takes_logits_to_keep
 from llmops_cli.tune.modeling import (
     BaseModel,
     check_device,
@@ -33,7 +31,7 @@ from llmops_cli.tune.modeling import (
     load_tokenizer,
     quiet_libraries,
 )
-from llmops_cli.tune.spec import MAX_GRAD_NORM, TrainingSpec, TuneConfig
+from llmops_cli.tune.spec import TrainingSpec, TuneConfig
 
 ADAPTER_DIR = "adapter"
 METRICS_FILE = "metrics.jsonl"
@@ -65,14 +63,6 @@ ProgressFn = Callable[[TrainEvent], None]  # events carry loss, lr and eval loss
 
 
 @dataclass
-class TrainData:
-    train: list[Row]
-    eval: list[Row]
-    train_stats: FormatStats
-    eval_stats: FormatStats
-
-
-@dataclass
 class TrainResult:
     run_dir: Path
     adapter_dir: Path
@@ -97,20 +87,6 @@ class TrainResult:
         data = asdict(self)
         data["run_dir"], data["adapter_dir"] = str(self.run_dir), str(self.adapter_dir)
         return data
-
-
-def prepare_data(
-    train_examples: Sequence[dict[str, Any]], eval_examples: Sequence[dict[str, Any]], tokenizer: Any, t: TrainingSpec
-) -> TrainData:
-    """Tokenize and mask both splits, then pack (or keep one row per example)."""
-    train_items, train_stats = tokenize_examples(train_examples, tokenizer, t.max_seq_len)
-    eval_items, eval_stats = tokenize_examples(eval_examples, tokenizer, t.max_seq_len)
-    eval_items.sort(key=lambda e: len(e.input_ids))  # eval batches of similar lengths pad little
-    if t.packing:
-        return TrainData(
-            pack_rows(train_items, t.max_seq_len), pack_rows(eval_items, t.max_seq_len), train_stats, eval_stats
-        )
-    return TrainData(as_rows(train_items), as_rows(eval_items), train_stats, eval_stats)
 
 
 def eval_interval(t: TrainingSpec, total_steps: int) -> int:
@@ -238,9 +214,9 @@ def train(
     elif main:
         metrics.path.unlink(missing_ok=True)  # a run restarted from scratch logs from scratch
 
-    loop = _Loop(
+    loop = StepLoop(
         accelerator, model, optimizer, scheduler, data, schedule, tokenizer.pad_token_id, t,
-        logits_to_keep=_takes_logits_to_keep(accelerator.unwrap_model(model)),
+        logits_to_keep=takes_logits_to_keep(accelerator.unwrap_model(model)),
     )  # fmt: skip
     if start_step == 0:
         emit(TrainEvent("phase", message="evaluating the base model"))
@@ -329,12 +305,6 @@ def train(
     return result
 
 
-def _takes_logits_to_keep(model: Any) -> bool:
-    import inspect
-
-    return "logits_to_keep" in inspect.signature(model.get_base_model().forward).parameters
-
-
 def _record_base_source(adapter_dir: Path, source: str) -> None:
     """Name the base by its llmops source: the local cache path peft wrote means nothing elsewhere.
 
@@ -355,7 +325,7 @@ def _should_stop(accelerator: Any, stop: Callable[[], bool] | None) -> bool:
     return bool(accelerator.check_trigger())
 
 
-def _save(run_dir: Path, step: int, loop: _Loop, state: dict[str, Any], emit: ProgressFn) -> None:
+def _save(run_dir: Path, step: int, loop: StepLoop, state: dict[str, Any], emit: ProgressFn) -> None:
     emit(TrainEvent("phase", step=step, message=f"saving checkpoint-{step}"))
     path = ckpt.save_checkpoint(
         run_dir, step, model=loop.model, optimizer=loop.optimizer, scheduler=loop.scheduler,
@@ -364,103 +334,3 @@ def _save(run_dir: Path, step: int, loop: _Loop, state: dict[str, Any], emit: Pr
     if loop.accelerator.is_main_process:
         ckpt.update_run(run_dir, last_checkpoint=path.name, step=step)
     emit(TrainEvent("checkpoint", step=step, message=path.name))
-
-
-@dataclass
-class _Loop:
-    accelerator: Any
-    model: Any
-    optimizer: Any
-    scheduler: Any
-    data: TrainData
-    schedule: Schedule
-    pad_id: int
-    training: TrainingSpec
-    logits_to_keep: bool = True  # the model's forward takes logits_to_keep (every recent HF causal LM)
-
-    def _inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
-        device = self.accelerator.device
-        keys = ("input_ids", "labels", "attention_mask", "position_ids")
-        return {k: batch[k].to(device) for k in keys if k in batch}
-
-    def _sum(self, *values: float) -> list[float]:
-        import torch
-
-        if self.accelerator.num_processes == 1:
-            return list(values)
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
-        return [float(v) for v in self.accelerator.reduce(tensor, reduction="sum").tolist()]
-
-    def _target_loss(self, batch: dict[str, Any]) -> Any:
-        """Summed cross-entropy over the batch's target tokens.
-
-        Only the positions that predict a target go through the LM head (``logits_to_keep``): with
-        the loss on assistant tokens only, most positions need no logits, and the vocabulary-wide
-        projection and softmax are a large share of a small model's step.
-        """
-        import torch
-
-        # No KV cache: besides wasting memory, a cache makes transformers skip the block-diagonal mask
-        # that keeps packed examples apart.
-        inputs = {**self._inputs(batch), "use_cache": False}
-        labels = inputs.pop("labels")
-        targets = labels[:, 1:]
-        if not self.logits_to_keep:
-            logits = self.model(**inputs).logits[:, :-1]
-        else:
-            keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
-            logits = self.model(**inputs, logits_to_keep=keep).logits
-            targets = targets[:, keep]
-        return torch.nn.functional.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-            ignore_index=IGNORE_INDEX, reduction="sum",
-        )  # fmt: skip
-
-    def step(self, step: int) -> tuple[float, float, float, int, float]:
-        """One optimizer step: (loss, lr, grad norm, real tokens on all processes, seconds)."""
-        import torch
-
-        started = time.perf_counter()
-        acc, model = self.accelerator, self.model
-        rank = acc.process_index
-        batches = [
-            collate([self.data.train[i] for i in self.schedule.rows_for(m, rank)], self.pad_id)
-            for m in self.schedule.micro_indices(step)
-        ]
-        targets, tokens = self._sum(sum(b["num_targets"] for b in batches), sum(b["num_tokens"] for b in batches))
-        denominator = torch.tensor(max(targets, 1.0), device=acc.device)
-        model.train()
-        loss_sum = 0.0
-        for j, batch in enumerate(batches):
-            last = j == len(batches) - 1
-            with contextlib.nullcontext() if last else acc.no_sync(model):
-                loss = self._target_loss(batch) / denominator
-                # DDP averages gradients over processes; the loss is already a global mean, so undo it.
-                acc.backward(loss * acc.num_processes)
-                loss_sum += float(loss.detach())
-        grad_norm = acc.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], MAX_GRAD_NORM)
-        lr = float(self.scheduler.get_last_lr()[0])
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss,) = self._sum(loss_sum)
-        return loss, lr, float(grad_norm), int(tokens), time.perf_counter() - started
-
-    def evaluate(self) -> float | None:
-        """Mean cross-entropy over every target token of the eval rows (all processes), or None."""
-        import torch
-
-        if not self.data.eval:
-            return None
-        acc, model = self.accelerator, self.model
-        batches = eval_batches(len(self.data.eval), self.training.batch_size)
-        loss_sum, count = 0.0, 0
-        model.eval()
-        with torch.no_grad():
-            for index in range(acc.process_index, len(batches), acc.num_processes):
-                batch = collate([self.data.eval[i] for i in batches[index]], self.pad_id)
-                loss_sum += float(self._target_loss(batch))
-                count += batch["num_targets"]
-        model.train()
-        loss_sum, count_all = self._sum(loss_sum, count)
-        return loss_sum / count_all if count_all else None
