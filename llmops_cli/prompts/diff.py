@@ -18,7 +18,7 @@ from typing import Any
 
 from llmops_cli.errors import ConfigError, UsageError
 from llmops_cli.generation import GenerationParams
-from llmops_cli.prompts.deps import Dependents, StepUse, find_dependents
+from llmops_cli.prompts.deps import Dependents, StepUse, chain_steps, find_dependents
 from llmops_cli.prompts.revisions import PromptEntry, Snapshot, snapshots
 from llmops_cli.prompts.spec import PromptSpec, VariableSpec, parse_examples
 
@@ -295,8 +295,7 @@ def _flag_step_values(change: PromptChange, b: PromptSpec, new: Snapshot) -> Non
     raw = new.config.get("chains")
     chains: dict[str, Any] = raw if isinstance(raw, dict) else {}
     for use in change.dependents.steps:
-        chain = chains.get(use.chain)
-        steps = (chain.get("steps") if isinstance(chain, dict) else None) or []
+        steps = chain_steps(chains.get(use.chain))
         step = steps[use.index] if use.index < len(steps) and isinstance(steps[use.index], dict) else None
         for finding in step_variable_findings(use, b, step):
             if finding.kind == "type":
