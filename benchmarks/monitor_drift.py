@@ -81,7 +81,7 @@ def synthetic_records(project: Path, n: int, *, seed: int = 0) -> list[Any]:
 
 def bench_ingest(records: list[Any], tmp: Path, naive_records: int) -> list[tuple[str, int, float]]:
     from llmops_cli.monitor import MonitorStore
-    from llmops_cli.monitor.store import _INSERT, _SCHEMA
+    from llmops_cli.monitor.store_sqlite import _INSERT, _SCHEMA
 
     rows: list[tuple[str, int, float]] = []
     with MonitorStore(tmp / "log_many.db") as store:
