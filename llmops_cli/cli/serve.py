@@ -130,19 +130,11 @@ def _unpacked(archive: Path, dest: Path | None) -> Path:
             "Serving a package archive needs 'llmops package' support, which this installation lacks.",
             hint=f"Unpack it yourself (mkdir app && tar xzf {archive} -C app) and run 'llmops -C app serve'.",
         )
-    from llmops_cli.package import prepare_bundle, unpack
+    from llmops_cli.package.serving import default_unpack_dir, is_unpacked, unpack_for_serving
 
-    if dest is None:
-        from llmops_cli.models.hashing import file_sha256
-        from llmops_cli.paths import llmops_home
-
-        dest = llmops_home() / "packages" / f"{archive.name.split('.')[0]}-{file_sha256(archive)[:16]}"
-    if (dest / "llmops.yaml").is_file():
+    dest = dest or default_unpack_dir(archive)
+    if is_unpacked(dest):
         output.info(f"[dim]using {dest} (already unpacked; checking it against its manifest)[/dim]")
-        verify = True
     else:
         output.info(f"verifying and unpacking {archive} into {dest}")
-        dest = Path(unpack(archive, dest))  # checks every file against the manifest as it is written
-        verify = False
-    prepare_bundle(dest, verify=verify)  # vector indexes into the local store, model weights ready to load
-    return dest
+    return unpack_for_serving(archive, dest)
