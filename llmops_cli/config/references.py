@@ -10,6 +10,7 @@ from llmops_cli.config.containment import ALLOW_KEY, is_inside, outside_message
 from llmops_cli.config.problems import ProblemList, did_you_mean
 from llmops_cli.config.quantized import COMPUTE_DTYPES, QUANT_TYPES
 from llmops_cli.config.quantized import METHODS as QUANTIZE_METHODS
+from llmops_cli.config.retrievers import COLLECTION_NAME
 from llmops_cli.config.yamlpos import Path_
 from llmops_cli.errors import ConfigError
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from llmops_cli.config.adapters import AdapterSpec
     from llmops_cli.config.project import ProjectConfig
     from llmops_cli.config.quantized import QuantizedSpec
+    from llmops_cli.config.retrievers import RetrieverSpec
 
 _STEP_REFS: dict[str, tuple[str, ...]] = {"prompt": ("prompts",), "retrieve": ("retrievers",), "adapter": ("adapters",)}
 
@@ -265,4 +267,29 @@ def _check_gguf(spec: QuantizedSpec, where: str) -> None:
         raise ConfigError(
             f"{where}: a GGUF build carries its adapter merged into the weights; set merge: true.",
             hint="llama.cpp can also apply a separate LoRA at run time: use the adapter with the base model instead.",
+        )
+
+
+def check_retriever(config: ProjectConfig, spec: RetrieverSpec) -> None:
+    """The rules a retriever entry must meet to be indexed or queried, beyond its schema (chunk
+    sizes are checked where chunks are made, :class:`llmops_cli.retrieval.chunking.ChunkSettings`)."""
+    where = f"retrievers.{spec.name}"
+    dataset = config.datasets.get(spec.dataset)
+    if dataset is None:
+        raise ConfigError(f"{where}.dataset: no dataset named '{spec.dataset}'.")
+    if dataset.format not in ("documents", "text"):
+        raise ConfigError(
+            f"{where}.dataset: '{dataset.name}' has format '{dataset.format}'; "
+            "a retriever needs a 'documents' or 'text' dataset."
+        )
+    if spec.store.type == "http" and (not spec.store.host or not spec.store.port):
+        raise ConfigError(
+            f"{where}.store: type http needs 'host' and 'port'.",
+            hint="e.g. store: {type: http, host: localhost, port: 8000}",
+        )
+    collection = spec.collection_name
+    if not COLLECTION_NAME.match(collection) or ".." in collection:
+        raise ConfigError(
+            f"{where}.store.collection: '{collection}' is not a valid Chroma collection name.",
+            hint="Use 3-512 letters, digits, '.', '_' or '-', starting and ending with a letter or digit.",
         )

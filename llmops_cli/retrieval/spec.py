@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops_cli.config.retrievers import COLLECTION_NAME, RetrieverSpec, StoreSpec, store_dir
+from llmops_cli.config.references import check_retriever
+from llmops_cli.config.retrievers import RetrieverSpec, StoreSpec, store_dir
 from llmops_cli.errors import ConfigError, UsageError
 from llmops_cli.retrieval.chunking import ChunkSettings
 
@@ -49,35 +50,17 @@ def retriever_spec(config: ProjectConfig, name: str) -> ResolvedRetriever:
         declared = ", ".join(config.retrievers) or "none"
         hint = f"Did you mean '{close[0]}'?" if close else "Declare it under 'retrievers:' in llmops.yaml."
         raise UsageError(f"Unknown retriever '{name}' (declared: {declared}).", hint=hint)
-    dataset = config.datasets.get(spec.dataset)
-    if dataset is None:
-        raise ConfigError(f"retrievers.{name}.dataset: no dataset named '{spec.dataset}'.")
-    if dataset.format not in ("documents", "text"):
-        raise ConfigError(
-            f"retrievers.{name}.dataset: '{dataset.name}' has format '{dataset.format}'; "
-            "a retriever needs a 'documents' or 'text' dataset."
-        )
-    if spec.store.type == "http" and (not spec.store.host or not spec.store.port):
-        raise ConfigError(
-            f"retrievers.{name}.store: type http needs 'host' and 'port'.",
-            hint="e.g. store: {type: http, host: localhost, port: 8000}",
-        )
-    collection = spec.collection_name
-    if not COLLECTION_NAME.match(collection) or ".." in collection:
-        raise ConfigError(
-            f"retrievers.{name}.store.collection: '{collection}' is not a valid Chroma collection name.",
-            hint="Use 3-512 letters, digits, '.', '_' or '-', starting and ending with a letter or digit.",
-        )
+    check_retriever(config, spec)
     try:
         chunk = ChunkSettings(spec.chunk_size, spec.chunk_overlap)
     except ConfigError as error:
         raise ConfigError(f"retrievers.{name}.chunk: {error.message}", hint=error.hint) from None
     return ResolvedRetriever(
         name=name,
-        dataset=dataset,
+        dataset=config.datasets[spec.dataset],
         embedding=spec.embedding_model,
         chunk=chunk,
         top_k=spec.top_k,
         store=spec.store,
-        collection=collection,
+        collection=spec.collection_name,
     )
