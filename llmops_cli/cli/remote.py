@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from llmops_cli.cli import output
 from llmops_cli.cli.options import AllVersionsOpt, RemoteOpt
 from llmops_cli.cli.state import STATE
@@ -17,23 +19,22 @@ def pull(remote: RemoteOpt = None, all_versions: AllVersionsOpt = False) -> None
     _transfer("pull", remote, all_versions)
 
 
-def _transfer(direction: str, remote: str | None, all_versions: bool) -> None:
-    from llmops_cli.versioning import remote as remote_mod
+def _transfer(direction: Literal["push", "pull"], remote: str | None, all_versions: bool) -> None:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from llmops_cli.versioning.transfer import transfer
 
     registry = STATE.registry()
     url = remote or STATE.config().storage.remote
-    objects = registry.referenced_objects(all_versions=all_versions)
-    if direction == "push":  # everything the local store holds, plus what versions reference
-        local = registry.store
-        objects |= {sha: local.object_path(sha).stat().st_size for sha in local.iter_objects()}
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-    total = sum(objects.values())
+    # A plain rich bar, not output.progress: push and pull have always drawn nothing into a piped log.
     with Progress(TextColumn(direction), BarColumn(), DownloadColumn(), disable=STATE.quiet,
                   console=output.err_console(), transient=True) as bar:  # fmt: skip
-        task = bar.add_task(direction, total=total)
-        fn = remote_mod.push if direction == "push" else remote_mod.pull
-        result = fn(registry.store, url, objects, lambda _sha, size: bar.advance(task, size))
+        task = bar.add_task(direction, total=None)
+
+        def report(_phase: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = transfer(registry, direction, url, all_versions=all_versions, progress=report)
     output.success(
         f"{direction}: {len(result.copied)} object(s), {output.human_size(result.bytes)} copied; "
         f"{len(result.skipped)} already there"
