@@ -1,4 +1,7 @@
-"""The progress callback of ``llmops quantize``: a step message, with a count while the eval runs."""
+"""The progress callback of ``llmops quantize``: a step message, with a count while the eval runs.
+
+Not :data:`llmops_cli.progress.ProgressFn`: the steps are sentences that name what they work on.
+"""
 
 from __future__ import annotations
 
