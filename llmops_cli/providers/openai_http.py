@@ -162,80 +162,17 @@ class OpenAIProvider:
         The generator's return value is the result (usage from the server's last event when it
         sends one, else the number of content events). Setting ``cancel`` or closing the generator
         closes the connection, which stops the server's generation. No retries: a stream is not
-        repeated behind the client's back.
+        repeated behind the client's back (see :mod:`.openai_stream`).
         """
-        import httpx
+        from llmops_cli.providers.openai_stream import stream_chat
 
-        check_messages(request.messages)
-        body = {**self._body(request), "stream": True, "stream_options": {"include_usage": True}}
-        headers = {**self._headers(), "Accept": "text/event-stream"}
-        started = time.perf_counter()
-        text, pieces, finish, usage, model = "", 0, "stop", None, self.model
-        try:
-            with self.http().stream("POST", self.url, json=body, headers=headers) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise self._stream_error(response.status_code, _error_text(response.text))
-                for data in _sse_data(response.iter_lines()):
-                    if cancel is not None and cancel.is_set():
-                        finish = "cancelled"
-                        break
-                    if data == "[DONE]":
-                        break
-                    event = _event(data, self.name, self.url)
-                    model = str(event.get("model") or model)
-                    usage = event.get("usage") or usage
-                    for choice in event.get("choices") or []:
-                        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                            continue
-                        delta = choice.get("delta")
-                        piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-                        finish = str(choice.get("finish_reason") or finish)
-                        if piece:
-                            text += str(piece)
-                            pieces += 1
-                            yield str(piece)
-        except httpx.TimeoutException as error:
-            message = f"Model '{self.name}' at {self.url} did not answer within {self.timeout_s:g} s ({error})."
-            raise with_status(UnavailableError(message, hint="Raise the timeout, or check the server."), 504) from None
-        except httpx.HTTPError as error:
-            message = f"Model '{self.name}' at {self.url} failed: {_reason(error) or type(error).__name__}."
-            hint = "Check that the server is running and reachable."
-            raise with_status(UnavailableError(message, hint=hint), 502) from None
-        use = usage if isinstance(usage, dict) else {}
-        return GenerationResult(
-            text=text,
-            prompt_tokens=int(use.get("prompt_tokens") or 0),
-            completion_tokens=int(use.get("completion_tokens") or pieces),
-            latency_ms=(time.perf_counter() - started) * 1000,
-            finish_reason=finish,
-            model=model,
-        )
+        return stream_chat(self, request, cancel)
 
     def list_models(self, timeout_s: float | None = None) -> list[dict[str, Any]]:
         """The server's ``GET {base_url}/models`` entries (raises with ``http_status`` when it fails)."""
-        import httpx
+        from llmops_cli.providers.openai_stream import list_models
 
-        url = f"{self.base_url}/models"
-        try:
-            response = self.http().get(url, headers=self._headers(), timeout=timeout_s or self.timeout_s)
-        except httpx.TimeoutException:
-            raise with_status(
-                UnavailableError(f"{url} did not answer within {timeout_s or self.timeout_s:g} s."), 504
-            ) from None
-        except httpx.HTTPError as error:
-            raise with_status(UnavailableError(f"{url} cannot be reached: {_reason(error)}."), 502) from None
-        if response.status_code >= 400:
-            raise with_status(
-                UnavailableError(f"{url} answered HTTP {response.status_code}: {_error_text(response.text)}"), 502
-            )
-        try:
-            data = response.json().get("data")
-        except (ValueError, AttributeError):
-            data = None
-        if not isinstance(data, list):
-            raise with_status(UnavailableError(f"{url} did not answer with an OpenAI model list."), 502)
-        return [entry for entry in data if isinstance(entry, dict) and isinstance(entry.get("id"), str)]
+        return list_models(self, timeout_s)
 
     def http(self) -> Any:
         """The shared httpx client (kept-alive connections; thread-safe)."""
@@ -412,38 +349,6 @@ def with_status(error: E, status: int) -> E:
     """``error`` marked with the HTTP status a server answers for it (read by llmops_cli.serve.errors)."""
     error.http_status = status  # type: ignore[attr-defined]
     return error
-
-
-def _sse_data(lines: Any) -> Generator[str, None, None]:
-    """The ``data:`` payloads of an SSE stream (one per event; comments and other fields skipped)."""
-    data: list[str] = []
-    for line in lines:
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
-            continue
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-    if data:
-        yield "\n".join(data)
-
-
-def _event(data: str, name: str, url: str) -> dict[str, Any]:
-    """One SSE event's JSON; an ``error`` event (sent after the headers) raises as the server meant it."""
-    try:
-        event = json.loads(data)
-    except ValueError:
-        raise with_status(
-            UnavailableError(f"Model '{name}' at {url} streamed invalid JSON: {data[:200]!r}"), 502
-        ) from None
-    if not isinstance(event, dict):
-        raise with_status(UnavailableError(f"Model '{name}' at {url} streamed unexpected JSON: {data[:200]}"), 502)
-    if "error" in event and not event.get("choices"):
-        detail = event["error"]
-        message = detail.get("message", detail) if isinstance(detail, dict) else detail
-        raise with_status(UnavailableError(f"Model '{name}' at {url} failed mid-stream: {message}"), 502)
-    return event
 
 
 def _error_text(body: str) -> str:
