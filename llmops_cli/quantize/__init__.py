@@ -14,8 +14,9 @@ from llmops_cli.providers.quantized import (
     shipped_adapter,
 )
 from llmops_cli.quantize.measure import FIXED_PROMPT, Measurement
-from llmops_cli.quantize.pipeline import QuantizeResult, quantize, resolve_compute_dtype, resolve_device
+from llmops_cli.quantize.pipeline import quantize, resolve_compute_dtype, resolve_device
 from llmops_cli.quantize.quality import MetricDelta, QualityReport, compare_results, run_quality_check
+from llmops_cli.quantize.result import QuantizeResult
 from llmops_cli.quantize.spec import QuantizeSpec, parse_quantize_spec
 
 __all__ = [

@@ -24,13 +24,20 @@ from llmops_cli.engines import llama_cpp as engine
 from llmops_cli.engines.gguf import GGUF_NAME, check_exportable, export_gguf
 from llmops_cli.errors import UsageError
 from llmops_cli.providers.quantized import staged
-from llmops_cli.quantize.measure import FIXED_PROMPT, Measurement, folder_size, reference_footprint
+from llmops_cli.quantize.measure import (
+    FIXED_PROMPT,
+    Measurement,
+    folder_size,
+    measure_unquantized,
+    reference_footprint,
+    weights_size,
+)
 from llmops_cli.quantize.progress import Progress, silent
 from llmops_cli.quantize.quality import run_quality_check
+from llmops_cli.quantize.result import QuantizeResult
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
-    from llmops_cli.quantize.pipeline import QuantizeResult
     from llmops_cli.quantize.spec import QuantizeSpec
 
 
@@ -72,7 +79,7 @@ def quantize_gguf_entry(
         before = None
         if baseline:
             say(f"measuring the unquantized {source_label} on transformers")
-            before = pipeline._measure_unquantized(config, spec, source, base, "cpu", new_tokens, repeats)
+            before = measure_unquantized(config, spec, source, base, "cpu", new_tokens, repeats)
         quality = None
         if check and spec.check_with:
             with staged(config, spec.name, out):
@@ -80,7 +87,7 @@ def quantize_gguf_entry(
                     quality = run_quality_check(config, spec, progress=say)
                 finally:
                     pipeline._release_providers()
-        result = pipeline.QuantizeResult(
+        result = QuantizeResult(
             name=spec.name,
             version="",
             folder=registry.folder("quantized", spec.name),
@@ -90,7 +97,7 @@ def quantize_gguf_entry(
             quantize_s=quantize_s,
             size_bytes=folder_size(out),
             weights_bytes=(out / GGUF_NAME).stat().st_size,
-            source_weights_bytes=pipeline.weights_size(source),
+            source_weights_bytes=weights_size(source),
             reference_footprint_bytes=reference,
             quantized=measured,
             baseline=before,

@@ -14,7 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmops_cli.config.project import ProjectConfig
+    from llmops_cli.quantize.spec import QuantizeSpec
+    from llmops_cli.tune.modeling import BaseModel
 
 FIXED_PROMPT = "What is the capital of France?"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -147,3 +152,62 @@ def _sync(model: Any) -> None:
 
     if model.device.type == "cuda":
         torch.cuda.synchronize(model.device)
+
+
+def measure_quantized(out: Path, base: BaseModel, device: str, new_tokens: int, repeats: int) -> Measurement:
+    """The saved build as providers load it (a shipped adapter applied on top)."""
+    from transformers import AutoTokenizer
+
+    from llmops_cli.providers.adapters import with_adapter
+    from llmops_cli.providers.quantized import load_quantized_folder, shipped_adapter
+    from llmops_cli.tune.modeling import no_progress_bars
+
+    tokenizer = AutoTokenizer.from_pretrained(str(out), local_files_only=True, trust_remote_code=base.trust_remote_code)
+    adapter = shipped_adapter(out)
+    with no_progress_bars():
+        return measure(
+            "quantized",
+            lambda: load_quantized_folder(out, device=device, trust_remote_code=base.trust_remote_code),
+            tokenizer,
+            new_tokens=new_tokens,
+            repeats=repeats,
+            attach=None if adapter is None else (lambda model: with_adapter(model, adapter)),
+        )
+
+
+def measure_unquantized(
+    config: ProjectConfig,
+    spec: QuantizeSpec,
+    source: Path,
+    base: BaseModel,
+    device: str,
+    new_tokens: int,
+    repeats: int,
+) -> Measurement:
+    """The model as the project runs it unquantized: the entry's dtype, its adapter unmerged on top."""
+    from transformers import AutoModelForCausalLM
+
+    from llmops_cli.providers.adapters import with_adapter
+    from llmops_cli.tune.modeling import load_tokenizer, no_progress_bars, weights_dtype
+    from llmops_cli.versioning import ArtifactRegistry
+
+    dtype = weights_dtype(base, "cuda" if device.startswith("cuda") else "cpu")
+
+    def load() -> Any:
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            str(source), dtype=dtype, local_files_only=True, trust_remote_code=base.trust_remote_code
+        )
+        return model.to(device).eval()
+
+    adapter = None
+    if spec.ships_adapter and spec.adapter is not None:
+        adapter = ArtifactRegistry.for_config(config).folder("adapter", spec.adapter)
+    with no_progress_bars():
+        return measure(
+            "unquantized",
+            load,
+            load_tokenizer(base),
+            new_tokens=new_tokens,
+            repeats=repeats,
+            attach=None if adapter is None else (lambda model: with_adapter(model, adapter)),
+        )

@@ -29,22 +29,27 @@ import json
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops_cli.errors import QualityGateFailed, UsageError, require
+from llmops_cli.errors import UsageError, require
 from llmops_cli.providers.quantized import (
     ADAPTER_DIR,
     device_map,
-    load_quantized_folder,
     quiet_bitsandbytes,
     require_quantization_stack,
     staged,
 )
-from llmops_cli.quantize.measure import Measurement, folder_size, measure, reference_footprint, weights_size
+from llmops_cli.quantize.measure import (
+    folder_size,
+    measure_quantized,
+    measure_unquantized,
+    reference_footprint,
+    weights_size,
+)
 from llmops_cli.quantize.progress import Progress, silent
-from llmops_cli.quantize.quality import QualityReport, run_quality_check
+from llmops_cli.quantize.quality import run_quality_check
+from llmops_cli.quantize.result import QuantizeResult, summary
 from llmops_cli.quantize.spec import QuantizeSpec, parse_quantize_spec
 
 if TYPE_CHECKING:
@@ -55,98 +60,6 @@ if TYPE_CHECKING:
 NEW_TOKENS = 32  # per timed generation: long enough that per-token cost dominates the prompt's
 REPEATS = 3
 STALE_BUILD_S = 24 * 3600
-
-
-@dataclass
-class QuantizeResult:
-    """What one ``llmops quantize`` run built, measured and registered."""
-
-    name: str
-    version: str  # the tag, quantized/NAME/vN
-    folder: Path
-    params: dict[str, Any]
-    source: str  # what was quantized, in words
-    device: str
-    quantize_s: float
-    size_bytes: int  # the whole artifact folder
-    weights_bytes: int  # its checkpoint files
-    source_weights_bytes: int  # the unquantized checkpoint the build started from
-    reference_footprint_bytes: int  # get_memory_footprint() of the unquantized model in bfloat16
-    quantized: Measurement
-    baseline: Measurement | None = None
-    quality: QualityReport | None = None
-
-    @property
-    def footprint_ratio(self) -> float:
-        return self.quantized.footprint_bytes / self.reference_footprint_bytes
-
-    @property
-    def gate_passed(self) -> bool:
-        return self.quality is None or self.quality.passed
-
-    def metrics(self) -> dict[str, Any]:
-        """Numbers kept in the version's artifact.json."""
-        q = self.quantized
-        metrics: dict[str, Any] = {
-            "size_bytes": self.size_bytes,
-            "weights_bytes": self.weights_bytes,
-            "source_weights_bytes": self.source_weights_bytes,
-            "footprint_bytes": q.footprint_bytes,
-            "reference_footprint_bytes": self.reference_footprint_bytes,
-            "footprint_ratio": round(self.footprint_ratio, 4),
-            "quantize_s": round(self.quantize_s, 3),
-            "load_s": round(q.load_s, 3),
-            "latency_ms": round(q.latency_ms, 1),
-            "ms_per_token": round(q.ms_per_token, 2),
-            "new_tokens": q.new_tokens,
-            "device": self.device,
-        }
-        if self.baseline is not None:
-            b = self.baseline
-            metrics.update(
-                baseline_dtype=b.dtype,
-                baseline_footprint_bytes=b.footprint_bytes,
-                baseline_load_s=round(b.load_s, 3),
-                baseline_latency_ms=round(b.latency_ms, 1),
-                baseline_ms_per_token=round(b.ms_per_token, 2),
-            )
-        if self.quality is not None:
-            metrics["quality"] = self.quality.as_dict()
-        return metrics
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "folder": str(self.folder),
-            "source": self.source,
-            "params": self.params,
-            "metrics": self.metrics(),
-            "quantized": self.quantized.as_dict(),
-            "baseline": None if self.baseline is None else self.baseline.as_dict(),
-            "quality": None if self.quality is None else self.quality.as_dict(),
-            "gate_passed": self.gate_passed,
-        }
-
-    def raise_for_gate(self) -> None:
-        """Raise :class:`QualityGateFailed` (exit code 5) when the quality check failed its limit."""
-        if self.quality is None or self.quality.passed:
-            return
-        q = self.quality
-        if not q.compared:
-            why = f"no metric of '{q.suite}' could be compared ({q.note or 'no values'})"
-        else:
-            drops = "; ".join(
-                f"{m.metric} {m.original:.4g} -> {m.quantized:.4g} (drop {m.delta:.4g})"
-                for m in q.failures()
-                if m.original is not None and m.quantized is not None and m.delta is not None
-            )
-            why = f"quality drop above max_quality_drop {q.max_drop:g} on '{q.suite}': {drops}"
-        raise QualityGateFailed(
-            f"{self.name}: {why}.",
-            hint=f"{self.version} is registered with this report. Raise max_quality_drop, use more bits "
-            "(bits: 8) or another quant_type, then run 'llmops quantize' again.",
-        )
 
 
 def quantize(
@@ -199,12 +112,12 @@ def quantize(
         if spec.ships_adapter:
             _copy_adapter(config, spec, out / ADAPTER_DIR)
         say(f"measuring {name}")
-        measured = _measure_quantized(out, base, device, new_tokens, repeats)
+        measured = measure_quantized(out, base, device, new_tokens, repeats)
         reference = reference_footprint(source, "bfloat16", trust_remote_code=base.trust_remote_code)
         before = None
         if baseline:
             say(f"measuring the unquantized {source_label}")
-            before = _measure_unquantized(config, spec, source, base, device, new_tokens, repeats)
+            before = measure_unquantized(config, spec, source, base, device, new_tokens, repeats)
         quality = None
         if check and spec.check_with:
             with staged(config, name, out):
@@ -247,7 +160,7 @@ def register_build(
         config_hash=config.section_hash("quantized", result.name),
         metrics=result.metrics(),
         params=result.params,
-        summary=_summary(result),
+        summary=summary(result),
     )
     result.version = version.tag
 
@@ -368,64 +281,6 @@ def _copy_adapter(config: ProjectConfig, spec: QuantizeSpec, dest: Path) -> None
             shutil.copyfile(path, dest / path.name)
 
 
-def _measure_quantized(out: Path, base: BaseModel, device: str, new_tokens: int, repeats: int) -> Measurement:
-    from transformers import AutoTokenizer
-
-    from llmops_cli.providers.adapters import with_adapter
-    from llmops_cli.providers.quantized import shipped_adapter
-    from llmops_cli.tune.modeling import no_progress_bars
-
-    tokenizer = AutoTokenizer.from_pretrained(str(out), local_files_only=True, trust_remote_code=base.trust_remote_code)
-    adapter = shipped_adapter(out)
-    with no_progress_bars():
-        return measure(
-            "quantized",
-            lambda: load_quantized_folder(out, device=device, trust_remote_code=base.trust_remote_code),
-            tokenizer,
-            new_tokens=new_tokens,
-            repeats=repeats,
-            attach=None if adapter is None else (lambda model: with_adapter(model, adapter)),
-        )
-
-
-def _measure_unquantized(
-    config: ProjectConfig,
-    spec: QuantizeSpec,
-    source: Path,
-    base: BaseModel,
-    device: str,
-    new_tokens: int,
-    repeats: int,
-) -> Measurement:
-    """The model as the project runs it unquantized: the entry's dtype, its adapter unmerged on top."""
-    from transformers import AutoModelForCausalLM
-
-    from llmops_cli.providers.adapters import with_adapter
-    from llmops_cli.tune.modeling import load_tokenizer, no_progress_bars, weights_dtype
-    from llmops_cli.versioning import ArtifactRegistry
-
-    dtype = weights_dtype(base, "cuda" if device.startswith("cuda") else "cpu")
-
-    def load() -> Any:
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            str(source), dtype=dtype, local_files_only=True, trust_remote_code=base.trust_remote_code
-        )
-        return model.to(device).eval()
-
-    adapter = None
-    if spec.ships_adapter and spec.adapter is not None:
-        adapter = ArtifactRegistry.for_config(config).folder("adapter", spec.adapter)
-    with no_progress_bars():
-        return measure(
-            "unquantized",
-            load,
-            load_tokenizer(base),
-            new_tokens=new_tokens,
-            repeats=repeats,
-            attach=None if adapter is None else (lambda model: with_adapter(model, adapter)),
-        )
-
-
 def _sweep_stale_builds(tmp: Path) -> None:
     """Remove build folders a killed run left behind (they hold a model or two); a day old is not running."""
     if not tmp.is_dir():
@@ -455,24 +310,3 @@ def _describe(spec: QuantizeSpec) -> str:
     if spec.bits == 8:
         return "8-bit (LLM.int8)"
     return f"4-bit {spec.quant_type}{' + double quant' if spec.double_quant else ''}"
-
-
-def _summary(result: QuantizeResult) -> str:
-    q = result.quantized
-    text = (
-        f"{_describe_params(result.params)} of {result.source}: footprint {result.footprint_ratio:.2f}x of bfloat16, "
-        f"{q.ms_per_token:.1f} ms/token on {result.device}"
-    )
-    if result.quality is not None:
-        worst = result.quality.worst_drop
-        drop = "n/a" if worst is None else f"{worst:.4f}"
-        text += f"; {result.quality.suite}: worst drop {drop} ({'passed' if result.quality.passed else 'FAILED'})"
-    return text
-
-
-def _describe_params(params: dict[str, Any]) -> str:
-    if params.get("method") == "gguf":
-        return f"GGUF {params['type']}"
-    if params["bits"] == 8:
-        return "8-bit"
-    return f"4-bit {params['quant_type']}"
