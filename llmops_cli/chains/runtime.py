@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from llmops_cli.config import ProjectConfig
 from llmops_cli.errors import UsageError
+from llmops_cli.filenames import ADAPTER_CONFIG
 from llmops_cli.generation import Message, Provider
 
 
@@ -49,7 +50,7 @@ class ProjectRuntime:
         from llmops_cli.versioning import ArtifactRegistry
 
         folder = ArtifactRegistry.for_config(self.config).folder("adapter", name)
-        if not (folder / "adapter_config.json").is_file():
+        if not (folder / ADAPTER_CONFIG).is_file():
             raise UsageError(
                 f"adapter '{name}' has no trained version in {folder.relative_to(self.config.root)}",
                 hint=f"Run 'llmops tune {name}' (or 'llmops checkout adapter/{name}@vN'), "

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from llmops_cli.engines import llama_cpp as engine
 from llmops_cli.errors import LlmopsError, UsageError
+from llmops_cli.filenames import ADAPTER_CONFIG, ADAPTER_WEIGHTS_PREFIX, MODEL_CONFIG, TOKENIZER_CONFIG
 
 # type name in llmops.yaml -> llama.cpp's LLAMA_FTYPE_* constant (None: written by the converter directly)
 GGUF_TYPES: dict[str, str | None] = {
@@ -61,7 +62,7 @@ class ConversionError(LlmopsError):
 def check_exportable(folder: Path, name: str) -> str:
     """The model's architecture, or a clear error when llmops does not export it to GGUF."""
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((folder / MODEL_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise UsageError(f"Cannot read {folder / 'config.json'} to export '{name}' to GGUF: {error}") from error
     architectures = config.get("architectures") or [] if isinstance(config, dict) else []
@@ -123,9 +124,9 @@ def lora_to_gguf(adapter: Path, base_folder: Path) -> Path:
     script = engine.converter("convert_lora_to_gguf.py")
     digest = hashlib.sha256()
     for path in sorted(adapter.iterdir()):
-        if path.is_file() and (path.name == "adapter_config.json" or path.name.startswith("adapter_model.")):
+        if path.is_file() and (path.name == ADAPTER_CONFIG or path.name.startswith(ADAPTER_WEIGHTS_PREFIX)):
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update((base_folder / "config.json").read_bytes())
+    digest.update((base_folder / MODEL_CONFIG).read_bytes())
     from llmops_cli.paths import llmops_home
 
     cached = llmops_home() / "gguf-lora" / f"{digest.hexdigest()[:24]}.gguf"
@@ -148,13 +149,13 @@ def _with_template(folder: Path, template: str, staging: Path) -> Path:
     """A view of ``folder`` (links to its files) whose tokenizer_config.json carries ``template``."""
     staging.mkdir(parents=True, exist_ok=True)
     for path in folder.iterdir():
-        if path.is_file() and path.name != "tokenizer_config.json":
+        if path.is_file() and path.name != TOKENIZER_CONFIG:
             with contextlib.suppress(FileExistsError):
                 os.symlink(path.resolve(), staging / path.name)
-    config_path = folder / "tokenizer_config.json"
+    config_path = folder / TOKENIZER_CONFIG
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     config["chat_template"] = template
-    (staging / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    (staging / TOKENIZER_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
     (staging / "chat_template.jinja").unlink(missing_ok=True)
     return staging
 

@@ -20,6 +20,7 @@ from llmops_cli.chains.runtime import ProjectRuntime
 from llmops_cli.config import ProjectConfig
 from llmops_cli.errors import LlmopsError, UsageError
 from llmops_cli.evals.cases import plant_canary
+from llmops_cli.filenames import ADAPTER_CONFIG, ADAPTER_WEIGHTS_PREFIX, MODEL_CONFIG
 from llmops_cli.generation import GenerationRequest, GenerationResult, Message, Provider
 
 
@@ -238,7 +239,7 @@ def model_fingerprint(config: ProjectConfig, model: str) -> str:
         from llmops_cli.providers.quantized import quantized_folder
 
         folder = quantized_folder(config, model)  # the build being checked, before it is registered
-        if (folder / "config.json").is_file():
+        if (folder / MODEL_CONFIG).is_file():
             return folder_fingerprint(folder)
         from llmops_cli.engines.gguf import GGUF_NAME
         from llmops_cli.models.hashing import file_sha256
@@ -252,7 +253,7 @@ def adapter_id(path: Path) -> str:
     """sha256 over an adapter folder's config and weights: a retrained adapter is a new cache key."""
     digest = hashlib.sha256()
     for file in sorted(path.iterdir()):
-        if file.name == "adapter_config.json" or file.name.startswith("adapter_model."):
+        if file.name == ADAPTER_CONFIG or file.name.startswith(ADAPTER_WEIGHTS_PREFIX):
             if file.suffix == ".ptr":
                 digest.update(file.read_bytes())
                 continue

@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 
 from llmops_cli.errors import UnavailableError
+from llmops_cli.filenames import MODEL_CONFIG
 from llmops_cli.models.embedded import require_embedded
 from llmops_cli.models.hashing import file_sha256, text_sha256
 from llmops_cli.models.resolver import ResolvedModel
@@ -45,7 +46,7 @@ def weight_files(folder: Path) -> list[Path]:
 def folder_fingerprint(folder: Path) -> str:
     """sha256 over config.json's bytes and each weight file's (name, size, sha256)."""
     digest = hashlib.sha256()
-    digest.update(b"config.json\0" + (folder / "config.json").read_bytes() + b"\0")
+    digest.update(b"config.json\0" + (folder / MODEL_CONFIG).read_bytes() + b"\0")
     for path in weight_files(folder):
         entry = f"{path.name}\t{path.stat().st_size}\t{file_sha256(path)}\n"
         digest.update(entry.encode("utf-8"))

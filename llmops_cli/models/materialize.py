@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UnavailableError, UsageError, require
+from llmops_cli.filenames import MODEL_CONFIG
 from llmops_cli.models.embedded import require_embedded
 from llmops_cli.models.hashing import file_sha256
 from llmops_cli.models.resolver import (
@@ -198,7 +199,7 @@ def torch_dtype(name: str, device: str = "cpu", *, inference: bool = False) -> A
 def is_causal_lm(folder: Path) -> bool:
     """Whether config.json declares a text-generation head (else load the bare encoder, e.g. MiniLM)."""
     try:
-        architectures = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures")
+        architectures = json.loads((folder / MODEL_CONFIG).read_text(encoding="utf-8")).get("architectures")
     except (OSError, ValueError):
         return True
     if not architectures:

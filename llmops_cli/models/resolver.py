@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from llmops_cli.errors import ConfigError
+from llmops_cli.filenames import MODEL_CONFIG
 from llmops_cli.models.embedded import EMBEDDED_MODELS, EmbeddedModel, embedded_path, missing_message
 from llmops_cli.models.hashing import cached_file_sha256
 from llmops_cli.paths import llmops_home
@@ -118,7 +119,7 @@ def find_hub_snapshot(repo_id: str, revision: str | None = None) -> tuple[Path, 
     ref = repo_dir / "refs" / rev
     commit = ref.read_text().strip() if ref.is_file() else rev
     snapshot = repo_dir / "snapshots" / commit
-    if (snapshot / "config.json").is_file():
+    if (snapshot / MODEL_CONFIG).is_file():
         return snapshot, commit
     return None
 
@@ -167,7 +168,7 @@ def _gguf_cache_state(key: str, gguf: Path, what: str) -> tuple[Path | None, str
 
 
 def _resolve_folder(name: str, source: str, path: Path) -> ResolvedModel:
-    if (path / "config.json").is_file():
+    if (path / MODEL_CONFIG).is_file():
         return ResolvedModel(name, "hf_folder", source, path, True, f"Hugging Face folder {path}")
     if path.is_dir():
         why = f"{path} has no config.json, so it is not a Hugging Face model folder."

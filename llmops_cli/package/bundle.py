@@ -28,6 +28,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UsageError
+from llmops_cli.filenames import ADAPTER_CONFIG
 from llmops_cli.package.archive import Entry
 from llmops_cli.package.bundle_parts import monitor_of, retrievers_of, ship_code, ship_includes
 from llmops_cli.package.plan import EMBEDDED_PIP, PLACEHOLDER_DIR, PackagePlan
@@ -177,7 +178,7 @@ def _adapter(
     if adapter not in plan.config.adapters:
         raise UsageError(f"package '{plan.name}': no adapter named '{adapter}'")
     art = registered(registry, "adapter", adapter, hint=f"Run 'llmops tune {adapter}'.")
-    if "adapter_config.json" not in art.files:
+    if ADAPTER_CONFIG not in art.files:
         raise UsageError(
             f"adapter/{adapter}@v{art.version} has no adapter_config.json", hint=f"Run 'llmops tune {adapter}'."
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UnavailableError, UsageError, VersioningError
+from llmops_cli.filenames import MODEL_CONFIG
 from llmops_cli.package.archive import Entry
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ def ship_quantized(
     art = registered(registry, "quantized", name, hint=f"Run 'llmops quantize {name}'.")
     if entry.method == "gguf":
         return _ship_gguf_build(config, art, name, entry, raw_doc)
-    if "config.json" not in art.files:
+    if MODEL_CONFIG not in art.files:
         raise UsageError(f"quantized/{name}@v{art.version} has no config.json; it is not a model folder.",
                          hint=f"Run 'llmops quantize {name}' again.")  # fmt: skip
     prefix = f"artifacts/quantized/{name}"
@@ -270,7 +271,7 @@ def _folder_runtime_bytes(folder: Path, load_dtype: str) -> int:
     """Weight bytes once loaded in ``load_dtype``: on-disk size scaled by the dtype ratio."""
     on_disk = sum(p.stat().st_size for rel, p in folder_files(folder) if _is_weight(rel))
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((folder / MODEL_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         config = {}
     if isinstance(config.get("quantization_config"), dict):

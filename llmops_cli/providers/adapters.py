@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.errors import UnavailableError, UsageError, require
-
-ADAPTER_CONFIG = "adapter_config.json"
+from llmops_cli.filenames import ADAPTER_CONFIG, ADAPTER_WEIGHTS_PREFIX
 
 
 def check_adapter_folder(path: Path) -> None:
@@ -24,7 +23,7 @@ def check_adapter_folder(path: Path) -> None:
             f"{path} has no {ADAPTER_CONFIG}, so it is not a PEFT (LoRA) adapter folder.",
             hint="Use the folder 'llmops tune' or peft's save_pretrained() wrote.",
         )
-    weights = [p for p in path.iterdir() if p.name.startswith("adapter_model.")]
+    weights = [p for p in path.iterdir() if p.name.startswith(ADAPTER_WEIGHTS_PREFIX)]
     if weights and all(p.suffix == ".ptr" for p in weights):
         raise UnavailableError(
             f"The adapter weights in {path} are in the content store, not in the work tree.",

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UnavailableError, UsageError, require
-from llmops_cli.providers.adapters import ADAPTER_CONFIG, check_adapter_folder, with_adapter
+from llmops_cli.filenames import ADAPTER_CONFIG, MODEL_CONFIG
+from llmops_cli.providers.adapters import check_adapter_folder, with_adapter
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ModelSpec, ProjectConfig
@@ -129,7 +130,7 @@ def prequantized_folder(spec: ModelSpec, project_root: Path) -> Path | None:
 
 def is_bitsandbytes_folder(folder: Path) -> bool:
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((folder / MODEL_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     quant = config.get("quantization_config") if isinstance(config, dict) else None
@@ -138,7 +139,7 @@ def is_bitsandbytes_folder(folder: Path) -> bool:
 
 def check_built(folder: Path, name: str) -> None:
     """Fail with what to do when ``folder`` holds no loadable quantized model."""
-    if not (folder / "config.json").is_file():
+    if not (folder / MODEL_CONFIG).is_file():
         raise UsageError(
             f"The quantized model '{name}' has not been built yet (no {folder}).",
             hint=f"Build it with 'llmops quantize {name}' (or restore one: 'llmops checkout quantized/{name}@vN').",
@@ -176,7 +177,7 @@ def is_built(folder: Path) -> bool:
     """Whether ``folder`` holds a quantized build (bitsandbytes HF folder or GGUF)."""
     from llmops_cli.engines.gguf import GGUF_NAME
 
-    return (folder / "config.json").is_file() or (folder / GGUF_NAME).is_file()
+    return (folder / MODEL_CONFIG).is_file() or (folder / GGUF_NAME).is_file()
 
 
 def shipped_adapter(folder: Path) -> Path | None:

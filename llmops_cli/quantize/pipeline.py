@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UsageError, require
+from llmops_cli.filenames import ADAPTER_CONFIG
 from llmops_cli.providers.quantized import (
     ADAPTER_DIR,
     device_map,
@@ -229,7 +230,7 @@ def _adapter_lineage(config: ProjectConfig, adapter: str) -> tuple[str, str]:
     from llmops_cli.versioning import ArtifactRegistry
 
     folder = ArtifactRegistry.for_config(config).folder("adapter", adapter)
-    if not (folder / "adapter_config.json").is_file():
+    if not (folder / ADAPTER_CONFIG).is_file():
         raise UsageError(
             f"Adapter '{adapter}' has no trained version in {folder}.",
             hint=f"Train it with 'llmops tune {adapter}', or restore one with 'llmops checkout adapter/{adapter}@vN'.",

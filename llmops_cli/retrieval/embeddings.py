@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from llmops_cli.config.retrievers import DEFAULT_EMBEDDING
 from llmops_cli.errors import UsageError, require
+from llmops_cli.filenames import MODEL_CONFIG, TOKENIZER_CONFIG
 from llmops_cli.models.hashing import text_sha256
 
 if TYPE_CHECKING:
@@ -76,8 +77,8 @@ def max_length_of(folder: Path) -> int:
     """
     candidates = (
         ("sentence_bert_config.json", "max_seq_length"),
-        ("tokenizer_config.json", "model_max_length"),
-        ("config.json", "max_position_embeddings"),
+        (TOKENIZER_CONFIG, "model_max_length"),
+        (MODEL_CONFIG, "max_position_embeddings"),
     )
     for filename, key in candidates:
         try:

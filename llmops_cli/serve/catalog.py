@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import LlmopsError, UsageError
+from llmops_cli.filenames import ADAPTER_CONFIG
 from llmops_cli.generation import Provider
 from llmops_cli.serve.errors import ApiError
 
@@ -213,7 +214,7 @@ class ModelCatalog:
         return is_built(self._artifact("quantized", quantized))
 
     def _trained(self, adapter: str) -> bool:
-        return adapter in self.config.adapters and (self.adapter_path(adapter) / "adapter_config.json").is_file()
+        return adapter in self.config.adapters and (self.adapter_path(adapter) / ADAPTER_CONFIG).is_file()
 
     def adapter_path(self, adapter: str) -> Path:
         return self._artifact("adapter", adapter)

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.errors import UsageError
+from llmops_cli.filenames import ADAPTER_WEIGHTS
 from llmops_cli.paths import STATE_DIR, atomic_write_text
 
 RUN_FILE = "run.json"
 STATE_FILE = "trainer_state.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
+WEIGHTS_FILE = ADAPTER_WEIGHTS
 SHARDED_DIR = "accelerate_state"  # accelerator.save_state() output, FSDP/DeepSpeed runs
 KEEP_CHECKPOINTS = 2  # the newest two: if the last one is damaged on disk, the one before still works
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UsageError, require
+from llmops_cli.filenames import ADAPTER_CONFIG
 from llmops_cli.paths import STATE_DIR
 from llmops_cli.tune.modeling import quiet_libraries
 from llmops_cli.tune.spec import parse_tune_config
@@ -71,7 +72,7 @@ def merge_adapter(
     tune = parse_tune_config(config, name)
     registry = ArtifactRegistry.for_config(config)
     adapter_dir = registry.folder("adapter", name)
-    if not (adapter_dir / "adapter_config.json").is_file():
+    if not (adapter_dir / ADAPTER_CONFIG).is_file():
         raise UsageError(
             f"Adapter '{name}' has no trained version in {adapter_dir}.",
             hint=f"Train it with 'llmops tune {name}', or restore one with 'llmops checkout adapter/{name}@vN'.",

@@ -19,6 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UsageError
+from llmops_cli.filenames import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from llmops_cli.tune import checkpoints as ckpt
 from llmops_cli.tune.modeling import BaseModel, quiet_libraries, require_training_stack
 from llmops_cli.tune.spec import AdapterSpec, TuneConfig, tune_spec
@@ -307,8 +308,8 @@ def register_adapter(
     }
     (run_dir / CARD_FILE).write_text(model_card(tune, base, snap, metrics))
     files = {
-        "adapter_config.json": result.adapter_dir / "adapter_config.json",
-        "adapter_model.safetensors": result.adapter_dir / "adapter_model.safetensors",
+        ADAPTER_CONFIG: result.adapter_dir / ADAPTER_CONFIG,
+        ADAPTER_WEIGHTS: result.adapter_dir / ADAPTER_WEIGHTS,
         CARD_FILE: run_dir / CARD_FILE,
         METRICS_FILE: run_dir / METRICS_FILE,
         CURVE_FILE: curve,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_cli.errors import EXIT_INTERRUPTED, LlmopsError
+from llmops_cli.filenames import ADAPTER_CONFIG
 from llmops_cli.tune import checkpoints as ckpt
 from llmops_cli.tune.batching import Schedule
 from llmops_cli.tune.loop import StepLoop, prepare_data, takes_logits_to_keep
@@ -310,7 +311,7 @@ def _record_base_source(adapter_dir: Path, source: str) -> None:
 
     Rewritten after saving, because peft looks the name up (on the Hub, for a non-path) while saving.
     """
-    path = adapter_dir / "adapter_config.json"
+    path = adapter_dir / ADAPTER_CONFIG
     data = json.loads(path.read_text(encoding="utf-8"))
     data["base_model_name_or_path"] = source
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
