@@ -38,12 +38,12 @@ from llmops_cli.quantize.result import QuantizeResult
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
-    from llmops_cli.quantize.spec import QuantizeSpec
+    from llmops_cli.config.quantized import QuantizedSpec
 
 
 def quantize_gguf_entry(
     config: ProjectConfig,
-    spec: QuantizeSpec,
+    spec: QuantizedSpec,
     *,
     check: bool,
     baseline: bool,
@@ -111,7 +111,7 @@ def quantize_gguf_entry(
 
 
 def measure_gguf(
-    config: ProjectConfig, spec: QuantizeSpec, gguf: Path, *, new_tokens: int, repeats: int
+    config: ProjectConfig, spec: QuantizedSpec, gguf: Path, *, new_tokens: int, repeats: int
 ) -> Measurement:
     """Load time, footprint (the mapped file) and greedy generation speed of ``gguf`` on llama.cpp."""
     from llmops_cli.config.project import ModelSpec

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
-    from llmops_cli.quantize.spec import QuantizeSpec
+    from llmops_cli.config.quantized import QuantizedSpec
     from llmops_cli.tune.modeling import BaseModel
 
 FIXED_PROMPT = "What is the capital of France?"
@@ -177,7 +177,7 @@ def measure_quantized(out: Path, base: BaseModel, device: str, new_tokens: int, 
 
 def measure_unquantized(
     config: ProjectConfig,
-    spec: QuantizeSpec,
+    spec: QuantizedSpec,
     source: Path,
     base: BaseModel,
     device: str,

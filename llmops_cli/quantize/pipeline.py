@@ -32,6 +32,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmops_cli.config.quantized import QuantizedSpec
 from llmops_cli.errors import UsageError, require
 from llmops_cli.filenames import ADAPTER_CONFIG
 from llmops_cli.providers.quantized import (
@@ -51,7 +52,7 @@ from llmops_cli.quantize.measure import (
 from llmops_cli.quantize.progress import Progress, silent
 from llmops_cli.quantize.quality import run_quality_check
 from llmops_cli.quantize.result import QuantizeResult, summary
-from llmops_cli.quantize.spec import QuantizeSpec, parse_quantize_spec
+from llmops_cli.quantize.spec import parse_quantize_spec
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
@@ -176,7 +177,7 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_compute_dtype(spec: QuantizeSpec, device: str) -> str:
+def resolve_compute_dtype(spec: QuantizedSpec, device: str) -> str:
     """The entry's compute_dtype, else bfloat16 (float16 on a GPU without bfloat16).
 
     The non-quantized tensors (embeddings, norms, an untied head) are stored in this dtype too: in
@@ -196,7 +197,7 @@ def resolve_compute_dtype(spec: QuantizeSpec, device: str) -> str:
 
 
 def _source(
-    config: ProjectConfig, spec: QuantizeSpec, build: Path, say: Progress
+    config: ProjectConfig, spec: QuantizedSpec, build: Path, say: Progress
 ) -> tuple[BaseModel, list[Input], Path, str]:
     """(base model options, lineage inputs, the folder to quantize, its description)."""
     from llmops_cli.models import fingerprint, materialize_resolved, resolve
@@ -244,7 +245,9 @@ def _adapter_lineage(config: ProjectConfig, adapter: str) -> tuple[str, str]:
         return f"adapter/{adapter}", text_sha256("adapter", *(f"{p.name}\t{file_sha256(p)}" for p in files))
 
 
-def _quantize_to(source: Path, out: Path, spec: QuantizeSpec, compute_dtype: str, device: str, base: BaseModel) -> None:
+def _quantize_to(
+    source: Path, out: Path, spec: QuantizedSpec, compute_dtype: str, device: str, base: BaseModel
+) -> None:
     """Quantize while loading, then save model and tokenizer before anything runs a forward pass."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -269,7 +272,7 @@ def _quantize_to(source: Path, out: Path, spec: QuantizeSpec, compute_dtype: str
     _free()
 
 
-def _copy_adapter(config: ProjectConfig, spec: QuantizeSpec, dest: Path) -> None:
+def _copy_adapter(config: ProjectConfig, spec: QuantizedSpec, dest: Path) -> None:
     from llmops_cli.providers.adapters import check_adapter_folder
     from llmops_cli.versioning import ArtifactRegistry
 
@@ -307,7 +310,7 @@ def _free() -> None:
     free_memory()
 
 
-def _describe(spec: QuantizeSpec) -> str:
+def _describe(spec: QuantizedSpec) -> str:
     if spec.bits == 8:
         return "8-bit (LLM.int8)"
     return f"4-bit {spec.quant_type}{' + double quant' if spec.double_quant else ''}"

@@ -19,8 +19,8 @@ from llmops_cli.quantize.progress import Progress, silent
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
+    from llmops_cli.config.quantized import QuantizedSpec
     from llmops_cli.evals.results import SuiteResult
-    from llmops_cli.quantize.spec import QuantizeSpec
 
 _TOLERANCE = 1e-9  # a drop equal to the limit passes, whatever the float rounding
 
@@ -110,7 +110,7 @@ def compare_results(original: SuiteResult, quantized: SuiteResult, *, max_drop: 
     return report
 
 
-def run_quality_check(config: ProjectConfig, spec: QuantizeSpec, *, progress: Progress | None = None) -> QualityReport:
+def run_quality_check(config: ProjectConfig, spec: QuantizedSpec, *, progress: Progress | None = None) -> QualityReport:
     """Run ``spec.check_with`` on the original and the quantized model and compare them.
 
     The quantized model must be reachable by its name (built and registered, or staged).

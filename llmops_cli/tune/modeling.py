@@ -13,7 +13,7 @@ from typing import Any
 
 from llmops_cli.errors import ConfigError, UsageError, require
 from llmops_cli.models.quiet import quiet_libraries
-from llmops_cli.tune.spec import TuneConfig
+from llmops_cli.tune.spec import AdapterSpec
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def compute_dtype(name: str | None, device_type: str) -> Any:
     return torch.float32
 
 
-def lora_config(tune: TuneConfig) -> Any:
+def lora_config(tune: AdapterSpec) -> Any:
     from peft import LoraConfig
 
     targets = tune.lora.target_modules
@@ -100,7 +100,7 @@ def weights_dtype(base: BaseModel, device_type: str) -> Any:
     return torch_dtype(base.dtype, "cuda" if device_type == "cuda" else "cpu")
 
 
-def load_for_training(tune: TuneConfig, base: BaseModel, device: Any) -> Any:
+def load_for_training(tune: AdapterSpec, base: BaseModel, device: Any) -> Any:
     """The base model with fresh LoRA layers (only those trainable), on ``device``.
 
     Call after seeding: the LoRA A matrices are drawn from the global torch generator.
@@ -164,7 +164,7 @@ def no_progress_bars() -> Iterator[None]:
             transformers.utils.logging.enable_progress_bar()
 
 
-def wrap_lora(model: Any, tune: TuneConfig) -> Any:
+def wrap_lora(model: Any, tune: AdapterSpec) -> Any:
     from peft import get_peft_model
 
     try:
@@ -189,7 +189,7 @@ def count_parameters(model: Any) -> tuple[int, int]:
     return trainable, total
 
 
-def meta_model(tune: TuneConfig, base: BaseModel) -> Any:
+def meta_model(tune: AdapterSpec, base: BaseModel) -> Any:
     """The LoRA-wrapped model on the meta device: shapes and counts without loading any weight."""
     quiet_libraries()
     from accelerate import init_empty_weights

@@ -22,7 +22,7 @@ from llmops_cli.errors import UsageError
 from llmops_cli.filenames import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from llmops_cli.tune import checkpoints as ckpt
 from llmops_cli.tune.modeling import BaseModel, quiet_libraries, require_training_stack
-from llmops_cli.tune.spec import AdapterSpec, TuneConfig, tune_spec
+from llmops_cli.tune.spec import AdapterSpec, tune_spec
 from llmops_cli.tune.trainer import METRICS_FILE, ProgressFn, TrainingInterrupted, TrainResult
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class TuneResult:
 # -- inputs: base model and dataset ----------------------------------------------------------------------
 
 
-def base_model(config: ProjectConfig, tune: TuneConfig) -> tuple[BaseModel, str]:
+def base_model(config: ProjectConfig, tune: AdapterSpec) -> tuple[BaseModel, str]:
     """The base as a local HF folder (GGUF dequantized once), and its fingerprint for lineage."""
     from llmops_cli.models import fingerprint, materialize_resolved, resolve
 
@@ -76,14 +76,14 @@ def base_model(config: ProjectConfig, tune: TuneConfig) -> tuple[BaseModel, str]
     return BaseModel.from_spec(spec, folder), fingerprint(resolved)
 
 
-def snapshot(config: ProjectConfig, tune: TuneConfig) -> Any:
+def snapshot(config: ProjectConfig, tune: AdapterSpec) -> Any:
     """The dataset snapshot (registered ``dataset/NAME@vN``, reused when unchanged) with its split."""
     from llmops_cli.data import snapshot_dataset
 
     return snapshot_dataset(config, tune.dataset, eval_split=tune.training.eval_split, seed=tune.training.seed)
 
 
-def dry_run_split(config: ProjectConfig, tune: TuneConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def dry_run_split(config: ProjectConfig, tune: AdapterSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The train/eval examples a snapshot would hold, without registering one (a dry run writes nothing).
 
     Uses the snapshot's own cleaning and split rules, so the counts are the ones training will see.
@@ -147,7 +147,7 @@ def plan_tune(
 # -- runs ---------------------------------------------------------------------------------------------
 
 
-def open_run(config: ProjectConfig, tune: TuneConfig, *, resume: bool, max_steps: int | None) -> Path:
+def open_run(config: ProjectConfig, tune: AdapterSpec, *, resume: bool, max_steps: int | None) -> Path:
     """A new run folder, or (``resume``) the newest unfinished one, checked against today's config."""
     config_hash = config.section_hash("adapters", tune.name)
     if resume:
@@ -281,7 +281,7 @@ def distributed_state(timeout_s: int) -> Any:
 
 
 def register_adapter(
-    config: ProjectConfig, tune: TuneConfig, base: BaseModel, base_fp: str, snap: Any, result: TrainResult
+    config: ProjectConfig, tune: AdapterSpec, base: BaseModel, base_fp: str, snap: Any, result: TrainResult
 ) -> TuneResult:
     """Curve, config and card next to the adapter, then ``adapter/NAME/vN`` with its lineage."""
     from llmops_cli.tune.plots import plot_training_curve
@@ -333,7 +333,7 @@ def register_adapter(
     return tuned
 
 
-def _summary(tune: TuneConfig, m: dict[str, Any]) -> str:
+def _summary(tune: AdapterSpec, m: dict[str, Any]) -> str:
     def loss(value: float | None) -> str:
         return "-" if value is None else f"{value:.4f}"
 
@@ -343,7 +343,7 @@ def _summary(tune: TuneConfig, m: dict[str, Any]) -> str:
     )
 
 
-def model_card(tune: TuneConfig, base: BaseModel, snap: Any, metrics: dict[str, Any]) -> str:
+def model_card(tune: AdapterSpec, base: BaseModel, snap: Any, metrics: dict[str, Any]) -> str:
     lora = tune.lora
     quant = tune.quantization
     lines = [

@@ -18,7 +18,7 @@ from typing import Any
 from llmops_cli.tune.batching import Schedule
 from llmops_cli.tune.formatting import FormatStats, as_rows, pack_rows, tokenize_examples
 from llmops_cli.tune.modeling import BaseModel, count_parameters, load_tokenizer, meta_model
-from llmops_cli.tune.spec import TuneConfig
+from llmops_cli.tune.spec import AdapterSpec
 
 _BLOCK_4BIT = 64  # bitsandbytes' 4-bit block size: one absmax per 64 weights
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -63,7 +63,7 @@ class TunePlan:
 
 
 def build_plan(
-    tune: TuneConfig,
+    tune: AdapterSpec,
     base: BaseModel,
     train_examples: Sequence[dict[str, Any]],
     eval_examples: Sequence[dict[str, Any]],
@@ -120,7 +120,7 @@ def _padding_efficiency(rows: Sequence[Any], schedule: Schedule) -> float:
 
 
 def estimate_memory(
-    tune: TuneConfig, base: BaseModel, model: Any, stats: FormatStats, device_type: str
+    tune: AdapterSpec, base: BaseModel, model: Any, stats: FormatStats, device_type: str
 ) -> dict[str, int]:
     """Bytes one process needs, by part (see the module docstring for what is counted).
 
@@ -163,7 +163,7 @@ def estimate_memory(
     return parts
 
 
-def _frozen_bytes(name: str, n: int, tune: TuneConfig, load_bytes: int) -> int:
+def _frozen_bytes(name: str, n: int, tune: AdapterSpec, load_bytes: int) -> int:
     quant = tune.quantization
     quantized = quant is not None and ".layers." in name and name.endswith("weight") and "norm" not in name
     if not quantized:

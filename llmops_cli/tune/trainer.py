@@ -32,7 +32,7 @@ from llmops_cli.tune.modeling import (
     load_tokenizer,
     quiet_libraries,
 )
-from llmops_cli.tune.spec import TrainingSpec, TuneConfig
+from llmops_cli.tune.spec import AdapterSpec, TrainingSpec
 
 ADAPTER_DIR = "adapter"
 METRICS_FILE = "metrics.jsonl"
@@ -138,7 +138,7 @@ class _Metrics:
 
 
 def train(
-    tune: TuneConfig,
+    tune: AdapterSpec,
     base: BaseModel,
     train_examples: Sequence[dict[str, Any]],
     eval_examples: Sequence[dict[str, Any]],
