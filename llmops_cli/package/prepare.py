@@ -40,6 +40,7 @@ def prepare_bundle(
     from llmops_cli.package.indexes import restore_index
     from llmops_cli.package.verify import verify_tree
     from llmops_cli.validation import load_config
+    from llmops_cli.versioning import ArtifactRegistry
 
     if verify and (Path(root) / MANIFEST_NAME).exists():
         if progress:
@@ -47,9 +48,9 @@ def prepare_bundle(
         verify_tree(Path(root))
     config = load_config(Path(root).resolve())
     result = PrepareResult(config.root)
-    artifacts = config.resolve_path(config.storage.artifacts_dir)
+    registry = ArtifactRegistry.for_config(config)
     for name in config.retrievers:
-        folder = artifacts / "index" / name / VECTORS_DIR
+        folder = registry.folder("index", name) / VECTORS_DIR
         if not (folder / "collection.json").is_file():
             continue
 

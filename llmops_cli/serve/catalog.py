@@ -206,7 +206,9 @@ class ModelCatalog:
         return "quantized" if model in self.config.quantized and model not in self.config.models else "model"
 
     def _artifact(self, kind: str, name: str) -> Path:
-        return self.config.resolve_path(self.config.storage.artifacts_dir) / kind / name
+        from llmops_cli.versioning import ArtifactRegistry
+
+        return ArtifactRegistry.for_config(self.config).folder(kind, name)
 
     def _built(self, quantized: str) -> bool:
         from llmops_cli.providers.quantized import is_built

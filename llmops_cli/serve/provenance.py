@@ -21,8 +21,6 @@ from llmops_cli.serve.options import PACKAGE_MANIFEST
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
 
-MANIFEST = "artifact.json"
-
 
 class Provenance:
     """Version lookups for one served project (an llmops project or an unpacked package)."""
@@ -78,8 +76,9 @@ class Provenance:
         return value
 
     def _read_artifact_version(self, kind: str, name: str) -> str | None:
-        folder = self.config.resolve_path(self.config.storage.artifacts_dir) / kind / name
-        version = _read_json(folder / MANIFEST).get("version")
+        from llmops_cli.versioning import ArtifactRegistry
+
+        version = ArtifactRegistry.for_config(self.config).checked_out_manifest(kind, name).get("version")
         return f"v{version}" if isinstance(version, int) else None
 
     def _model_fingerprint(self, name: str) -> str | None:

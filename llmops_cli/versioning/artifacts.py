@@ -142,7 +142,16 @@ class ArtifactRegistry:
         return self._git
 
     def folder(self, kind: str, name: str) -> Path:
+        """Where the artifact ``KIND/NAME`` lives in the work tree: the one answer to "where is it"."""
         return self.project_root / self.artifacts_dir / kind / name
+
+    def checked_out_manifest(self, kind: str, name: str) -> dict[str, Any]:
+        """The ``artifact.json`` of the version in the work tree ({} when there is none or it is unreadable)."""
+        try:
+            data = json.loads((self.folder(kind, name) / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     # -- state dir -------------------------------------------------------------------------------
     def ensure_state_dir(self) -> None:
