@@ -20,7 +20,7 @@ from llmops_cli.chains.runtime import ProjectRuntime
 from llmops_cli.config import ProjectConfig
 from llmops_cli.errors import LlmopsError, UsageError
 from llmops_cli.evals.cases import plant_canary
-from llmops_cli.filenames import ADAPTER_CONFIG, ADAPTER_WEIGHTS_PREFIX, MODEL_CONFIG
+from llmops_cli.filenames import ADAPTER_CONFIG, ADAPTER_WEIGHTS_PREFIX
 from llmops_cli.generation import GenerationRequest, GenerationResult, Message, Provider
 
 
@@ -230,23 +230,12 @@ def setup_errors() -> Iterator[None]:
 
 def model_fingerprint(config: ProjectConfig, model: str) -> str:
     """The weights' identity behind a ``models:`` or ``quantized:`` name (the cache key's model part)."""
-    from llmops_cli.models import fingerprint, folder_fingerprint
-    from llmops_cli.models.resolver import resolve
+    from llmops_cli.models.identity import identity
 
-    if model in config.models:
-        return fingerprint(resolve(config.models[model], config.root))
-    if model in config.quantized:
-        from llmops_cli.providers.quantized import quantized_folder
-
-        folder = quantized_folder(config, model)  # the build being checked, before it is registered
-        if (folder / MODEL_CONFIG).is_file():
-            return folder_fingerprint(folder)
-        from llmops_cli.engines.gguf import GGUF_NAME
-        from llmops_cli.models.hashing import file_sha256
-
-        if (folder / GGUF_NAME).is_file():
-            return "sha256:" + file_sha256(folder / GGUF_NAME)
-    return f"name:{model}"  # get_provider raises the helpful error for an unknown name
+    if model not in config.models and model not in config.quantized:
+        return f"name:{model}"  # get_provider raises the helpful error for an unknown name
+    weights = identity(config, model)  # a quantized name: the build being checked, before it is registered
+    return weights.fingerprint() if weights.built else f"name:{model}"
 
 
 def adapter_id(path: Path) -> str:

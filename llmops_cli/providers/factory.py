@@ -7,7 +7,6 @@ llmops.yaml (or another project with the same model name) never gets a stale pro
 
 from __future__ import annotations
 
-import difflib
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,11 +84,9 @@ def _llama_cpp_provider(
 def _lora_base_folder(config: ProjectConfig, spec: ModelSpec) -> Path:
     """An HF folder with the base model's config.json, which llama.cpp's LoRA converter reads."""
     from llmops_cli.models import materialize
+    from llmops_cli.models.identity import identity
 
-    base = spec
-    quantized = spec.quantized
-    if quantized and quantized in config.quantized:
-        base = config.models[config.quantized[quantized].model]
+    base = identity(config, spec.quantized).spec if spec.quantized in config.quantized else spec
     return materialize(base, config.root)
 
 
@@ -108,10 +105,9 @@ def _model_spec(config: ProjectConfig, model_name: str) -> ModelSpec:
         from llmops_cli.providers.quantized import quantized_model_spec
 
         return quantized_model_spec(config, model_name)
-    known = list(config.models)
-    close = difflib.get_close_matches(model_name, known, n=1)
-    hint = f"Did you mean '{close[0]}'?" if close else f"Declared models: {', '.join(known) or 'none'}."
-    raise UsageError(f"No model named '{model_name}' in {config.path.name} (models:).", hint=hint)
+    from llmops_cli.models.identity import unknown_model_error
+
+    raise unknown_model_error(config, model_name)
 
 
 def _remote_provider(config: ProjectConfig, spec: ModelSpec, adapter_path: Path | None) -> Provider:

@@ -1,57 +1,29 @@
-"""Generating with a built quantized model: where its folder is, and loading it with bitsandbytes.
+"""Generating with a built quantized model: its model spec, and loading it with bitsandbytes.
 
 ``get_provider(config, "<quantized name>")`` asks :func:`quantized_model_spec` for a model spec whose
 source is ``artifacts/quantized/NAME/``; :class:`~llmops_cli.providers.local.LocalProvider` sees the
 spec (or any model entry whose folder is bitsandbytes-serialized, see :func:`prequantized_folder`)
 and loads it with :func:`load_quantized`: bitsandbytes weights cannot be cast to another dtype or
 loaded the way plain checkpoints are. While ``llmops quantize`` checks quality, the name points at
-the not yet registered build folder instead (:func:`staged`).
+the not yet registered build folder instead (:func:`llmops_cli.models.identity.staged`).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UnavailableError, UsageError, require
 from llmops_cli.filenames import ADAPTER_CONFIG, MODEL_CONFIG
+from llmops_cli.models.identity import identity
 from llmops_cli.providers.adapters import check_adapter_folder, with_adapter
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ModelSpec, ProjectConfig
 
 ADAPTER_DIR = "adapter"  # merge: false ships the LoRA adapter in this subfolder
-_STAGED: dict[tuple[str, str], Path] = {}
-_STAGED_LOCK = threading.Lock()
-
-
-@contextmanager
-def staged(config: ProjectConfig, name: str, folder: Path) -> Iterator[None]:
-    """Within the block, the quantized model ``name`` of this project is the build in ``folder``."""
-    key = (str(config.root.resolve()), name)
-    with _STAGED_LOCK:
-        _STAGED[key] = folder
-    try:
-        yield
-    finally:
-        with _STAGED_LOCK:
-            _STAGED.pop(key, None)
-
-
-def quantized_folder(config: ProjectConfig, name: str) -> Path:
-    """Where the quantized model ``name`` is read from: its artifact folder (or the build being checked)."""
-    with _STAGED_LOCK:
-        folder = _STAGED.get((str(config.root.resolve()), name))
-    if folder is not None:
-        return folder
-    from llmops_cli.versioning import ArtifactRegistry
-
-    return ArtifactRegistry.for_config(config).folder("quantized", name)
 
 
 def quantized_model_spec(config: ProjectConfig, name: str) -> ModelSpec:
@@ -60,8 +32,9 @@ def quantized_model_spec(config: ProjectConfig, name: str) -> ModelSpec:
 
     if name not in config.quantized:
         raise unknown_quantized_error(config, name)
-    folder = quantized_folder(config, name)
-    base = config.models.get(config.quantized[name].model)
+    variant = identity(config, name)
+    folder, base = variant.folder, variant.spec
+    assert folder is not None
     if config.quantized[name].method == "gguf":
         gguf = check_built_gguf(folder, name)
         return ModelSpec(
@@ -71,10 +44,10 @@ def quantized_model_spec(config: ProjectConfig, name: str) -> ModelSpec:
             quantized=name,
             gguf_build=str(gguf),
             # The base entry's options still apply: the quantized model is that model, smaller.
-            chat_template=base.chat_template if base is not None else None,
-            max_context=base.max_context if base is not None else None,
-            parallel=base.parallel if base is not None else None,
-            threads=base.threads if base is not None else None,
+            chat_template=base.chat_template,
+            max_context=base.max_context,
+            parallel=base.parallel,
+            threads=base.threads,
         )
     check_built(folder, name)
     # The base entry's loading options still apply: the quantized model is that model, smaller.
@@ -83,9 +56,9 @@ def quantized_model_spec(config: ProjectConfig, name: str) -> ModelSpec:
         source=str(folder),
         dtype="auto",
         quantized=name,
-        trust_remote_code=base.trust_remote_code if base is not None else False,
-        chat_template=base.chat_template if base is not None else None,
-        max_context=base.max_context if base is not None else None,
+        trust_remote_code=base.trust_remote_code,
+        chat_template=base.chat_template,
+        max_context=base.max_context,
     )
 
 
@@ -171,13 +144,6 @@ def check_built_gguf(folder: Path, name: str) -> Path:
         f"The quantized model '{name}' has not been built yet (no {gguf}).",
         hint=f"Build it with 'llmops quantize {name}' (or restore one: 'llmops checkout quantized/{name}@vN').",
     )
-
-
-def is_built(folder: Path) -> bool:
-    """Whether ``folder`` holds a quantized build (bitsandbytes HF folder or GGUF)."""
-    from llmops_cli.engines.gguf import GGUF_NAME
-
-    return (folder / MODEL_CONFIG).is_file() or (folder / GGUF_NAME).is_file()
 
 
 def shipped_adapter(folder: Path) -> Path | None:

@@ -5,11 +5,11 @@ functions that use them.
 """
 
 from llmops_cli.models.bnb import bnb_config
+from llmops_cli.models.identity import quantized_folder
 from llmops_cli.providers.quantized import (
     is_quantized_spec,
     load_quantized,
     prequantized_folder,
-    quantized_folder,
     quantized_model_spec,
     shipped_adapter,
 )

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from llmops_cli.engines import llama_cpp as engine
 from llmops_cli.engines.gguf import GGUF_NAME, check_exportable, export_gguf
 from llmops_cli.errors import UsageError
-from llmops_cli.providers.quantized import staged
+from llmops_cli.models.identity import staged
 from llmops_cli.quantize.measure import (
     FIXED_PROMPT,
     Measurement,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import time
 import uuid
@@ -35,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.config.quantized import QuantizedSpec
 from llmops_cli.errors import UsageError, require
 from llmops_cli.filenames import ADAPTER_CONFIG
+from llmops_cli.models.identity import staged
 from llmops_cli.providers.quantized import (
     ADAPTER_DIR,
     device_map,
     quiet_bitsandbytes,
     require_quantization_stack,
-    staged,
 )
 from llmops_cli.quantize.measure import (
     folder_size,
@@ -200,16 +199,17 @@ def _source(
     config: ProjectConfig, spec: QuantizedSpec, build: Path, say: Progress
 ) -> tuple[BaseModel, list[Input], Path, str]:
     """(base model options, lineage inputs, the folder to quantize, its description)."""
-    from llmops_cli.models import fingerprint, materialize_resolved, resolve
+    from llmops_cli.models import materialize_resolved
+    from llmops_cli.models.identity import identity
     from llmops_cli.tune.modeling import BaseModel
     from llmops_cli.versioning import Input
 
-    model_spec = config.models[spec.model]
-    resolved = resolve(model_spec, config.root)
+    weights = identity(config, spec.model)
+    resolved = weights.resolved
     say(f"preparing {spec.model}")
     folder = materialize_resolved(resolved)
-    base = BaseModel.from_spec(model_spec, folder)
-    inputs = [Input(base.source, fingerprint(resolved))]
+    base = BaseModel.from_spec(weights.spec, folder)
+    inputs = [Input(base.source, weights.fingerprint())]
     if spec.adapter is None:
         return base, inputs, folder, spec.model
     adapter_ref, adapter_hash = _adapter_lineage(config, spec.adapter)
@@ -230,14 +230,15 @@ def _adapter_lineage(config: ProjectConfig, adapter: str) -> tuple[str, str]:
     from llmops_cli.models.hashing import file_sha256, text_sha256
     from llmops_cli.versioning import ArtifactRegistry
 
-    folder = ArtifactRegistry.for_config(config).folder("adapter", adapter)
+    registry = ArtifactRegistry.for_config(config)
+    folder = registry.folder("adapter", adapter)
     if not (folder / ADAPTER_CONFIG).is_file():
         raise UsageError(
             f"Adapter '{adapter}' has no trained version in {folder}.",
             hint=f"Train it with 'llmops tune {adapter}', or restore one with 'llmops checkout adapter/{adapter}@vN'.",
         )
     try:
-        manifest = json.loads((folder / "artifact.json").read_text(encoding="utf-8"))
+        manifest = registry.checked_out_manifest("adapter", adapter)
         entries = sorted(f"{f['path']}\t{f['sha256']}" for f in manifest["files"])
         return f"adapter/{adapter}@v{manifest['version']}", text_sha256("adapter", *entries)
     except (OSError, ValueError, KeyError, TypeError):

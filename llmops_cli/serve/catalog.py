@@ -211,7 +211,7 @@ class ModelCatalog:
         return ArtifactRegistry.for_config(self.config).folder(kind, name)
 
     def _built(self, quantized: str) -> bool:
-        from llmops_cli.providers.quantized import is_built
+        from llmops_cli.models.identity import is_built
 
         return is_built(self._artifact("quantized", quantized))
 

@@ -82,14 +82,13 @@ class Provenance:
         return f"v{version}" if isinstance(version, int) else None
 
     def _model_fingerprint(self, name: str) -> str | None:
-        spec = self.config.models.get(name)
-        if spec is None:
+        if name not in self.config.models:
             return None
         from llmops_cli.errors import LlmopsError
-        from llmops_cli.models import fingerprint, resolve
+        from llmops_cli.models.identity import identity
 
         try:
-            digest = fingerprint(resolve(spec, self.config.root))
+            digest = identity(self.config, name).fingerprint()
         except (LlmopsError, OSError):
             return None
         return digest[: len("sha256:") + 12]

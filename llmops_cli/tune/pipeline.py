@@ -68,12 +68,12 @@ class TuneResult:
 
 def base_model(config: ProjectConfig, tune: AdapterSpec) -> tuple[BaseModel, str]:
     """The base as a local HF folder (GGUF dequantized once), and its fingerprint for lineage."""
-    from llmops_cli.models import fingerprint, materialize_resolved, resolve
+    from llmops_cli.models import materialize_resolved
+    from llmops_cli.models.identity import identity
 
-    spec = config.models[tune.base]
-    resolved = resolve(spec, config.root)
-    folder = materialize_resolved(resolved)
-    return BaseModel.from_spec(spec, folder), fingerprint(resolved)
+    weights = identity(config, tune.base)
+    folder = materialize_resolved(weights.resolved)
+    return BaseModel.from_spec(weights.spec, folder), weights.fingerprint()
 
 
 def snapshot(config: ProjectConfig, tune: AdapterSpec) -> Any:
