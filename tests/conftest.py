@@ -1,4 +1,9 @@
-"""Test isolation: no test sees the real HOME, git config, caches or the network."""
+"""Test isolation (no test sees the real HOME, git config, caches or the network) and the shared fixtures.
+
+Fixtures used by more than one test module live in ``tests/fixtures/`` (one module per topic, listed in
+its ``__init__``) and are registered here; plain helpers are in ``tests/helpers.py``. Test modules
+never import from one another.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,21 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_PROJECT = REPO_ROOT / "sample-project"
+from tests.helpers import REPO_ROOT
+
+# Registered as plugins (not imported) so pytest rewrites their asserts too; tuning and quantize hold
+# only helpers, which test modules import from them.
+pytest_plugins = [
+    "tests.fixtures.cli",
+    "tests.fixtures.models",
+    "tests.fixtures.serve",
+    "tests.fixtures.packages",
+    "tests.fixtures.deploy",
+    "tests.fixtures.evals",
+    "tests.fixtures.postgres",
+    "tests.fixtures.tuning",
+    "tests.fixtures.quantize",
+]
 
 
 @pytest.fixture(scope="session")
@@ -59,10 +77,6 @@ def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheel
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh project made by ``llmops init`` (a git repo with one commit)."""
@@ -71,26 +85,3 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     init_project(root, name="proj")
     return root
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch):
-    """Run the CLI in-process: ``cli("validate", cwd=path)`` -> click Result."""
-    from typer.testing import CliRunner
-
-    from llmops_cli.cli.app import app
-    from llmops_cli.cli.state import STATE
-
-    runner = CliRunner()
-
-    def invoke(*args: str, cwd: Path | None = None):
-        from llmops_cli.cli import output
-
-        output.console.cache_clear()
-        output.err_console.cache_clear()
-        if cwd is not None:
-            monkeypatch.chdir(cwd)
-        STATE.project, STATE.verbose, STATE.quiet = None, 0, False
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    return invoke

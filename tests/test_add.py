@@ -11,8 +11,7 @@ import pytest
 from llmops_cli.versioning import ArtifactRef, ArtifactRegistry
 from llmops_cli.versioning import hashcache as hashcache_mod
 from llmops_cli.versioning.hashcache import HashCache
-
-from .conftest import git
+from tests.helpers import git
 
 
 def _big(path: Path, size: int = 2 * 1024 * 1024) -> Path:

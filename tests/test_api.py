@@ -1,6 +1,6 @@
 """The Python API (``from llmops_cli import Project``): the README example runs, and scores as ``llmops eval``.
 
-The project's model is the scripted OpenAI-compatible server of tests/test_eval_runner.py, answering
+The project's model is the scripted OpenAI-compatible server of tests/fixtures/evals.py, answering
 three of the six eval questions right, so the scores are neither 0 nor 1.
 """
 
@@ -17,9 +17,8 @@ import pytest
 import yaml
 
 from llmops_cli.errors import EvalErrors, QualityGateFailed
-
-from .conftest import REPO_ROOT, git
-from .test_eval_runner import FakeLLM, fake_llm  # noqa: F401  (fixture)
+from tests.fixtures.evals import FakeLLM
+from tests.helpers import REPO_ROOT, git
 
 
 def readme_example() -> str:
@@ -53,7 +52,7 @@ def setup_project(project: Path, fake: FakeLLM, threshold: str = ">= 0.2") -> No
 
 def test_readme_example_runs_and_scores_as_llmops_eval(
     project: Path,
-    fake_llm: FakeLLM,  # noqa: F811
+    fake_llm: FakeLLM,
     cli: Any,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -82,7 +81,7 @@ def test_readme_example_runs_and_scores_as_llmops_eval(
     assert [c["scores"]["rougeL"] for c in suite["cases"]] == pytest.approx([c.scores["rougeL"] for c in result.cases])
 
 
-def test_eval_gates_raise_only_when_checked(project: Path, fake_llm: FakeLLM) -> None:  # noqa: F811
+def test_eval_gates_raise_only_when_checked(project: Path, fake_llm: FakeLLM) -> None:
     from llmops_cli import Project
 
     setup_project(project, fake_llm, threshold=">= 0.9")

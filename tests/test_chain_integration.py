@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SAMPLE_PROJECT, git
+from tests.helpers import SAMPLE_PROJECT, git
 
 
 @pytest.mark.integration

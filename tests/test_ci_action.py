@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO_ROOT, git
+from tests.helpers import REPO_ROOT, git
 
 SCRIPT = REPO_ROOT / "scripts" / "gh_comment.py"
 ACTION_REF = re.compile(r"^llmops-dev/llmops@v\d+")

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from llmops_cli.errors import EXIT_CODES, EXIT_USAGE, EXIT_VERSIONING
-
-from .conftest import REPO_ROOT, SAMPLE_PROJECT, git
+from tests.helpers import REPO_ROOT, SAMPLE_PROJECT, git
 
 
 def test_help_lists_commands_and_exit_codes(cli) -> None:

@@ -10,8 +10,7 @@ import pytest
 from llmops_cli.config.yamlpos import YamlLoadError, load_located, loads_located
 from llmops_cli.errors import EXIT_USAGE, ConfigError
 from llmops_cli.validation import load_config, validate_project
-
-from .conftest import SAMPLE_PROJECT
+from tests.helpers import SAMPLE_PROJECT
 
 
 def _messages(root: Path, env: dict[str, str] | None = None) -> list[str]:

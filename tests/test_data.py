@@ -2,7 +2,7 @@
 
 Stats tests plant exact duplicates, near-duplicates (case / punctuation / spacing variants) and
 train/eval overlap in small files and check that each is found with its line numbers. Token lengths
-use the tiny tokenizer of tests/test_models.py; one integration test uses the real SmolLM2 one.
+use the tiny tokenizer of tests/fixtures/models.py; one integration test uses the real SmolLM2 one.
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ from llmops_cli.data.stats import distribution
 from llmops_cli.errors import EXIT_USAGE, ConfigError, UsageError
 from llmops_cli.validation import load_config
 from llmops_cli.versioning import ArtifactRef, ArtifactRegistry
-
-from .conftest import SAMPLE_PROJECT, git
-from .test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401 (fixtures)
+from tests.helpers import SAMPLE_PROJECT, git
 
 SYSTEM = {"role": "system", "content": "You are a helpful support bot."}
 
@@ -329,8 +327,8 @@ def test_stats_skips_invalid_rows_and_reports_unloadable_others(tmp_path: Path) 
 
 def test_stats_token_lengths_with_tiny_tokenizer(
     tmp_path: Path,
-    tiny_model_dir: Path,  # noqa: F811
-    tiny_tokenizer: Any,  # noqa: F811
+    tiny_model_dir: Path,
+    tiny_tokenizer: Any,
 ) -> None:
     cfg = make_project(
         tmp_path / "p",
@@ -455,50 +453,26 @@ def test_snapshot_of_the_sample_project(tmp_path: Path) -> None:
 # --- CLI ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def data_cli(monkeypatch: pytest.MonkeyPatch):
-    """``llmops data ...`` in-process, on a local app (app.py registration is not needed for the tests)."""
-    import typer
-    from typer.testing import CliRunner
-
-    from llmops_cli.cli import data, output
-    from llmops_cli.cli.state import STATE
-
-    root = typer.Typer()
-    root.callback()(lambda: None)
-    root.add_typer(data.app, name="data")
-    runner = CliRunner()
-
-    def invoke(*args: str, cwd: Path):
-        output.console.cache_clear()
-        output.err_console.cache_clear()
-        monkeypatch.chdir(cwd)
-        STATE.project, STATE.verbose, STATE.quiet = None, 0, False
-        return runner.invoke(root, ["data", *args], catch_exceptions=False)
-
-    return invoke
-
-
-def test_cli_validate(data_cli, tmp_path: Path) -> None:
+def test_cli_validate(cli, tmp_path: Path) -> None:
     make_project(tmp_path / "p", {"train": {"path": "data/train.jsonl", "format": "chat"},
                                   "ok": {"path": "data/ok.jsonl", "format": "chat"}},
                  {"data/train.jsonl": BAD_CHAT + "\n", "data/ok.jsonl": "\n".join(TRAIN) + "\n"})  # fmt: skip
-    result = data_cli("validate", "train", cwd=tmp_path / "p")
+    result = cli("data", "validate", "train", cwd=tmp_path / "p")
     assert result.exit_code == EXIT_USAGE
     assert "data/train.jsonl:2: messages[1].role: 'bot' is not one of system, user, assistant" in result.output
     assert "data/train.jsonl:11: messages[0].content" in result.output and "Traceback" not in result.output
-    report = json.loads(data_cli("validate", "train", "--json", cwd=tmp_path / "p").stdout)
+    report = json.loads(cli("data", "validate", "train", "--json", cwd=tmp_path / "p").stdout)
     assert report["ok"] is False and report["invalid_rows"] == 7 and report["rows"] == 3
-    result = data_cli("validate", "ok", cwd=tmp_path / "p")
+    result = cli("data", "validate", "ok", cwd=tmp_path / "p")
     assert result.exit_code == 0 and "ok: 9 valid rows" in result.output
     assert "1 rows have an empty assistant content" in result.output and "data/ok.jsonl:9" in result.output
-    result = data_cli("validate", cwd=tmp_path / "p")  # every dataset
+    result = cli("data", "validate", cwd=tmp_path / "p")  # every dataset
     assert result.exit_code == EXIT_USAGE and "ok: 9 valid rows" in result.output
 
 
-def test_cli_stats_and_snapshot(data_cli, eda_project: ProjectConfig) -> None:
+def test_cli_stats_and_snapshot(cli, eda_project: ProjectConfig) -> None:
     root = eda_project.root
-    result = data_cli("stats", "train", "--no-tokens", cwd=root)
+    result = cli("data", "stats", "train", "--no-tokens", cwd=root)
     assert result.exit_code == 0, result.output
     out = result.output
     assert "train: 9 rows (chat, data/train.jsonl)" in out
@@ -507,20 +481,22 @@ def test_cli_stats_and_snapshot(data_cli, eda_project: ProjectConfig) -> None:
     assert "data/train.jsonl:7 repeats data/train.jsonl:5" in out
     assert "eval-qa" in out and "data/train.jsonl:6 ~ data/eval.jsonl:1" in out
     assert "skipped (--no-tokens)" in out and "characters per row" in out
-    stats = json.loads(data_cli("stats", "train", "--no-tokens", "--json", "--against", "eval-qa", cwd=root).stdout)
+    stats = json.loads(cli("data", "stats", "train", "--no-tokens", "--json", "--against", "eval-qa", cwd=root).stdout)
     assert stats["overlaps"][0]["same_prompt"] == 1 and stats["tokens"] is None
 
-    result = data_cli("snapshot", "train", "--eval-split", "0.5", "--seed", "3", cwd=root)
+    result = cli("data", "snapshot", "train", "--eval-split", "0.5", "--seed", "3", cwd=root)
     assert result.exit_code == 0, result.output
     assert "registered dataset/train@v1" in result.output and "content hash  sha256:" in result.output
-    again = json.loads(data_cli("snapshot", "train", "--eval-split", "0.5", "--seed", "3", "--json", cwd=root).stdout)
+    again = json.loads(
+        cli("data", "snapshot", "train", "--eval-split", "0.5", "--seed", "3", "--json", cwd=root).stdout
+    )
     assert again["created"] is False and again["ref"] == "dataset/train@v1"
     assert again["train"] + again["eval"] == 5 and again["stats"]["near_duplicates_removed"]["count"] == 2
-    result = data_cli("snapshot", "nope", cwd=root)
+    result = cli("data", "snapshot", "nope", cwd=root)
     assert result.exit_code == EXIT_USAGE and "unknown dataset 'nope'" in result.output
 
 
-def test_cli_snapshot_defaults_to_the_adapter_split(data_cli, tmp_path: Path) -> None:
+def test_cli_snapshot_defaults_to_the_adapter_split(cli, tmp_path: Path) -> None:
     make_project(
         tmp_path / "p",
         {"train": {"path": "train.jsonl", "format": "chat"}},
@@ -528,7 +504,7 @@ def test_cli_snapshot_defaults_to_the_adapter_split(data_cli, tmp_path: Path) ->
         models={"m": {"source": "smollm2-135m-instruct"}},
         adapters={"lora": {"base": "m", "dataset": "train", "training": {"eval_split": 0.25, "seed": 5}}},
     )
-    snap = json.loads(data_cli("snapshot", "train", "--json", cwd=tmp_path / "p").stdout)
+    snap = json.loads(cli("data", "snapshot", "train", "--json", cwd=tmp_path / "p").stdout)
     assert snap["stats"]["params"]["eval_split"] == 0.25 and snap["stats"]["params"]["seed"] == 5
 
 

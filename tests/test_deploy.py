@@ -10,16 +10,13 @@ is what these tests exercise, as in CI.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import io
 import json
 import os
 import signal
 import socket
 import stat
 import sys
-import tarfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -36,23 +33,11 @@ from llmops_cli.deploy.process import alive, tail
 from llmops_cli.errors import UnavailableError, UsageError
 from llmops_cli.validation import load_config
 from llmops_cli.versioning import ArtifactRef, ArtifactRegistry
-from tests.conftest import git
-from tests.test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)
+from tests.fixtures.deploy import DEPLOYMENTS, SCHEMA, load_yaml, package_manifest, register_package
+from tests.helpers import git
 
 KEY = "deploy-test-key-0123"
 HAS_K8S_MODELS = importlib.util.find_spec("kubernetes") is not None
-DEPLOYMENTS = {
-    "local": {"target": "local", "package": "bot", "port": 8000, "api_keys_env": "LLMOPS_API_KEYS"},
-    "prod": {
-        "target": "kubernetes", "package": "bot", "replicas": 1, "namespace": "support",
-        "resources": {"gpu": 1, "memory": "8Gi", "cpu": 2},
-    },
-    "gpu": {"target": "kubernetes", "package": "bot", "runtime": "vllm", "replicas": 1, "namespace": "support",
-            "resources": {"gpu": 1, "memory": "16Gi"}},
-    "ks": {"target": "kubernetes", "package": "bot", "runtime": "kserve", "resources": {"gpu": 1}},
-    "box": {"target": "docker", "package": "bot", "port": 8080},
-}  # fmt: skip
-SCHEMA = DeployOptions(validator="schema")
 
 # A stand-in for `llmops serve`: answers /health at once and /ready per STANDIN_MODE.
 STANDIN = textwrap.dedent(
@@ -103,61 +88,9 @@ app()
 
 
 @pytest.fixture
-def proj(project: Path) -> Path:
-    """The ``llmops init`` project with a package ``bot`` and one deployment per target."""
-    path = project / "llmops.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["packages"] = {"bot": {"chain": "rag-answer", "model": "base", "adapter": "answer-lora"}}
-    data["deployments"] = DEPLOYMENTS
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    git(project, "commit", "-qam", "deployments")
-    return project
-
-
-def package_manifest(name: str = "bot", marker: str = "one", **changes: Any) -> dict[str, Any]:
-    manifest: dict[str, Any] = {
-        "format": "llmops-package/1",
-        "package": name,
-        "version": None,
-        "marker": marker,
-        "serves": {"chain": "rag-answer", "model": "base", "adapter": "answer-lora", "retrievers": ["kb"]},
-        "artifacts": [
-            {"kind": "model", "name": "base", "version": None, "ref": "smollm2-135m-instruct", "hash": "sha256:0",
-             "path": "model/base", "detail": {"format": "gguf"}},
-            {"kind": "adapter", "name": "answer-lora", "version": 1, "ref": "adapter/answer-lora@v1",
-             "hash": "sha256:1", "path": "artifacts/adapter/answer-lora"},
-            {"kind": "embedding", "name": "all-minilm-l6-v2", "version": None, "ref": "pip:x", "hash": "sha256:2"},
-        ],
-        "hardware": {"memory_bytes": 900 * 2**20},
-        "files": [{"path": "artifacts/adapter/answer-lora/adapter_model.safetensors", "sha256": "0",
-                   "size": 5 * 2**20}],
-    }  # fmt: skip
-    manifest.update(changes)
-    return manifest
-
-
-def register_package(root: Path, marker: str, **changes: Any) -> int:
-    """Register a stand-in package archive as the next ``package/bot/vN``; returns N."""
-    manifest = package_manifest(marker=marker, **changes)
-    members = {
-        "Dockerfile": f"# package {marker}\nFROM python:3.11-slim\nCOPY . /app\n".encode(),
-        "llmops.yaml": b"version: 1\nname: proj\n",
-    }
-    for entry in manifest["files"]:
-        members.setdefault(entry["path"], bytes(entry["size"]))
-    # A stand-in, but an honest one: unpacking checks every file against the manifest.
-    manifest["files"] = [
-        {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for p, d in members.items()
-    ]
-    members = {"manifest.json": json.dumps(manifest).encode(), **members}
-    archive = root.parent / f"bot-{marker}.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    registry = ArtifactRegistry.for_config(load_config(root))
-    return registry.register("package", "bot", {"bot.tar.gz": archive}).version
+def proj(deploy_project: Path) -> Path:
+    """The init project with a package ``bot`` and one deployment per target (tests/fixtures/deploy.py)."""
+    return deploy_project
 
 
 def standin(tmp_path: Path) -> list[str]:
@@ -173,43 +106,12 @@ def local_options(tmp_path: Path, **changes: Any) -> DeployOptions:
     return options
 
 
-def load_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text())
-
-
 @pytest.fixture
 def stop_servers(proj: Path) -> Iterator[None]:
     yield
     config = load_config(proj)
     for env in config.deployments:
         stop_local(config, env, timeout_s=5)
-
-
-@pytest.fixture
-def deploy_cli(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The CLI's global options with the deploy group (app.py may not register it yet)."""
-    from typer.testing import CliRunner
-
-    from llmops_cli.cli import app as app_module
-    from llmops_cli.cli import deploy as deploy_cli_module
-    from llmops_cli.cli.base import LlmopsTyper
-    from llmops_cli.cli.state import STATE
-
-    app = LlmopsTyper()
-    app.callback()(app_module.main)
-    app.add_typer(deploy_cli_module.app, name="deploy")
-    runner = CliRunner()
-
-    def invoke(*args: str, cwd: Path) -> Any:
-        from llmops_cli.cli import output
-
-        output.console.cache_clear()
-        output.err_console.cache_clear()
-        monkeypatch.chdir(cwd)
-        STATE.project, STATE.verbose, STATE.quiet = None, 0, False
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 # --- kubernetes: runtime llmops -------------------------------------------------------------------
@@ -287,9 +189,7 @@ def test_a_broken_manifest_is_rejected_with_file_and_path(proj: Path) -> None:
     assert ("service.yaml", "spec.selector") in problems  # the service no longer selects the pods
 
 
-def test_invalid_rendering_exits_2_and_records_nothing(
-    proj: Path, deploy_cli: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_invalid_rendering_exits_2_and_records_nothing(proj: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from llmops_cli.deploy import k8s
 
     register_package(proj, "one")
@@ -301,7 +201,7 @@ def test_invalid_rendering_exits_2_and_records_nothing(
         return rendered
 
     monkeypatch.setattr(k8s, "render_llmops", broken)
-    result = deploy_cli("deploy", "prod", "--validate", "schema", cwd=proj)
+    result = cli("deploy", "prod", "--validate", "schema", cwd=proj)
     assert result.exit_code == 2
     assert "deployment.yaml: spec.replicas:" in result.output and "integer" in result.output
     assert ArtifactRegistry.for_config(load_config(proj)).versions(ArtifactRef("deploy", "prod")) == []
@@ -469,7 +369,7 @@ def test_docker_target_writes_dockerfile_and_compose(proj: Path) -> None:
 # --- history and rollback ----------------------------------------------------------------------------
 
 
-def test_history_and_rollback_record_the_package_versions(proj: Path, deploy_cli: Any) -> None:
+def test_history_and_rollback_record_the_package_versions(proj: Path, cli: Any) -> None:
     register_package(proj, "one")
     register_package(proj, "two")
     config = load_config(proj)
@@ -498,14 +398,14 @@ def test_history_and_rollback_record_the_package_versions(proj: Path, deploy_cli
     assert tags == [f"deploy/prod/v{n}" for n in range(1, 6)]
     with pytest.raises(UsageError, match="has no v9"):
         rollback(config, "prod", to=9)
-    listing = deploy_cli("deploy", "history", "prod", cwd=proj)
+    listing = cli("deploy", "history", "prod", cwd=proj)
     assert listing.exit_code == 0
     assert "rollback to v3" in listing.output and "bot@v1" in listing.output and "bot@v2" in listing.output
-    as_json = json.loads(deploy_cli("deploy", "history", "prod", "--json", cwd=proj).stdout)
+    as_json = json.loads(cli("deploy", "history", "prod", "--json", cwd=proj).stdout)
     assert [r["package_version"] for r in as_json] == [1, 2, 1, 2, 1]
-    status = deploy_cli("deploy", "status", "prod", cwd=proj)
+    status = cli("deploy", "status", "prod", cwd=proj)
     assert status.exit_code == 0 and "v5" in status.output and "bot@v1" in status.output
-    back_cli = deploy_cli("deploy", "rollback", "prod", "--to", "v2", "--validate", "schema", "--json", cwd=proj)
+    back_cli = cli("deploy", "rollback", "prod", "--to", "v2", "--validate", "schema", "--json", cwd=proj)
     assert back_cli.exit_code == 0, back_cli.output
     assert json.loads(back_cli.stdout)["rollback"] == {"restores": 2, "replaces": 5}
 
@@ -519,11 +419,11 @@ def test_rollback_needs_an_earlier_package_version(proj: Path) -> None:
         rollback(config, "prod", options=SCHEMA)
 
 
-def test_missing_package_says_how_to_build_it(proj: Path, deploy_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    result = deploy_cli("deploy", "prod", "--validate", "schema", cwd=proj)
+def test_missing_package_says_how_to_build_it(proj: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = cli("deploy", "prod", "--validate", "schema", cwd=proj)
     assert result.exit_code == 2
     assert "no registered version" in result.output and "llmops package bot" in result.output
-    wrong = deploy_cli("deploy", "prdo", cwd=proj)
+    wrong = cli("deploy", "prdo", cwd=proj)
     assert wrong.exit_code == 2 and "Did you mean 'prod'?" in wrong.output
 
     import llmops_cli.package as package_module
@@ -536,7 +436,7 @@ def test_missing_package_says_how_to_build_it(proj: Path, deploy_cli: Any, monke
         return type("Result", (), {"version": f"package/{name}/v{version}"})()
 
     monkeypatch.setattr(package_module, "build_package", fake_build)
-    result = deploy_cli("deploy", "prod", "--build", "--validate", "schema", cwd=proj)
+    result = cli("deploy", "prod", "--build", "--validate", "schema", cwd=proj)
     assert result.exit_code == 0, result.output
     assert built == ["bot"] and "deploy/prod/v1: rendered package/bot@v1" in result.output
 
@@ -626,27 +526,25 @@ def test_local_start_failures_show_the_log_and_leave_nothing_running(
     assert ArtifactRegistry.for_config(config).versions(ArtifactRef("deploy", "local")) == []
 
 
-def test_local_cli_status_logs_stop(
-    proj: Path, tmp_path: Path, deploy_cli: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_local_cli_status_logs_stop(proj: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from llmops_cli.deploy import local
 
     register_package(proj, "one")
     monkeypatch.setattr(local, "default_launcher", lambda: standin(tmp_path))
     try:
-        started = deploy_cli("deploy", "local", "--port", "0", cwd=proj)
+        started = cli("deploy", "local", "--port", "0", cwd=proj)
         assert started.exit_code == 0, started.output
         assert "deploy/local/v1: package/bot@v1 is serving at http://127.0.0.1:" in started.output
         assert "LLMOPS_API_KEYS is not set" in started.output
-        status = deploy_cli("deploy", "status", "local", "--json", cwd=proj)
+        status = cli("deploy", "status", "local", "--json", cwd=proj)
         data = json.loads(status.stdout)
         assert data["status"] == "running" and data["health"] == "ok" and data["package_version"] == 1
-        logs = deploy_cli("deploy", "logs", "local", "-n", "1", cwd=proj)
+        logs = cli("deploy", "logs", "local", "-n", "1", cwd=proj)
         assert logs.exit_code == 0 and logs.stdout.startswith("stand-in serving")
-        remote = deploy_cli("deploy", "logs", "prod", cwd=proj)
+        remote = cli("deploy", "logs", "prod", cwd=proj)
         assert remote.exit_code == 2 and "kubectl -n support logs" in remote.output
     finally:
-        stopped = deploy_cli("deploy", "stop", "local", "--timeout", "5", cwd=proj)
+        stopped = cli("deploy", "stop", "local", "--timeout", "5", cwd=proj)
     assert stopped.exit_code == 0 and "server stopped" in stopped.output
 
 
@@ -655,7 +553,7 @@ def test_local_cli_status_logs_stop(
 
 def test_local_deploy_serves_the_project_and_a_built_package_with_llmops_serve(
     proj: Path,
-    tiny_model_dir: Path,  # noqa: F811
+    tiny_model_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     stop_servers: None,
 ) -> None:

@@ -1,6 +1,6 @@
 """Kubernetes manifests with the llmops gateway (vLLM, KServe), ``--device``, and the monitor store of replicas.
 
-Renders with the stand-in packages of ``tests/test_deploy.py`` and validates offline (the
+Renders with the stand-in packages of ``tests/fixtures/deploy.py`` and validates offline (the
 ``kubernetes`` client's API models); ``replicas > 1`` needs a PostgreSQL ``monitor.store``.
 """
 
@@ -9,14 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from llmops_cli.deploy import deploy
 from llmops_cli.validation import load_config
-from tests.conftest import git
-from tests.test_deploy import SCHEMA, deploy_cli, load_yaml, proj, register_package  # noqa: F401  (fixtures)
+from tests.fixtures.deploy import SCHEMA, load_yaml, register_package
+from tests.helpers import git
 
 PG_URL = "postgresql://llmops:${PG_PASSWORD}@db.example.internal:5432/llmops"
+
+
+@pytest.fixture
+def proj(deploy_project: Path) -> Path:
+    """The init project with a package ``bot`` and one deployment per target (tests/fixtures/deploy.py)."""
+    return deploy_project
 
 
 def edit(root: Path, **changes: Any) -> None:
@@ -36,7 +43,7 @@ def containers(path: Path) -> dict[str, Any]:
     return {c["name"]: c for c in load_yaml(path)["spec"]["template"]["spec"]["containers"]}
 
 
-def test_vllm_pods_have_the_gateway_in_front(proj: Path) -> None:  # noqa: F811
+def test_vllm_pods_have_the_gateway_in_front(proj: Path) -> None:
     register_package(proj, "one")
     result = deploy(load_config(proj), "gpu", SCHEMA)
     assert result.validation is not None and result.validation.ok, result.validation.problems
@@ -63,7 +70,7 @@ def test_vllm_pods_have_the_gateway_in_front(proj: Path) -> None:  # noqa: F811
     assert any("llmops gateway" in note for note in result.notes)
 
 
-def test_kserve_gets_a_gateway_deployment_and_no_open_route(proj: Path) -> None:  # noqa: F811
+def test_kserve_gets_a_gateway_deployment_and_no_open_route(proj: Path) -> None:
     register_package(proj, "one")
     result = deploy(load_config(proj), "ks", SCHEMA)
     assert result.validation is not None and result.validation.ok, result.validation.problems
@@ -85,7 +92,7 @@ def test_kserve_gets_a_gateway_deployment_and_no_open_route(proj: Path) -> None:
     assert result.where["service"] == "http://bot-ks:8000"
 
 
-def test_gpus_run_the_llmops_server_on_cuda(proj: Path) -> None:  # noqa: F811
+def test_gpus_run_the_llmops_server_on_cuda(proj: Path) -> None:
     register_package(proj, "one")
     result = deploy(load_config(proj), "prod", SCHEMA)
     command = containers(proj / "deploy" / "prod" / "deployment.yaml")["server"]["command"]
@@ -100,7 +107,7 @@ def test_gpus_run_the_llmops_server_on_cuda(proj: Path) -> None:  # noqa: F811
 
 
 def test_three_replicas_share_a_postgresql_store_from_a_secret(
-    proj: Path,  # noqa: F811
+    proj: Path,
     monkeypatch: Any,
 ) -> None:
     monkeypatch.setenv("PG_PASSWORD", "s3cret-never-written")
@@ -131,11 +138,11 @@ def test_three_replicas_share_a_postgresql_store_from_a_secret(
         assert "db.example.internal" in (out / "secret" / "monitor-store.yaml").read_text()
 
 
-def test_sqlite_with_three_replicas_exits_2_and_writes_nothing(proj: Path, deploy_cli: Any) -> None:  # noqa: F811
+def test_sqlite_with_three_replicas_exits_2_and_writes_nothing(proj: Path, cli: Any) -> None:
     register_package(proj, "one")
     entry = dict(load_config(proj).deployments["gpu"].raw)
     edit(proj, deployment_gpu={**entry, "replicas": 3})
-    result = deploy_cli("deploy", "gpu", "--validate", "schema", cwd=proj)
+    result = cli("deploy", "gpu", "--validate", "schema", cwd=proj)
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert "3 replicas" in text and "SQLite" in text and "monitor.store: postgresql://" in text

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from .conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 DIST = "llmops-cli"
 # A line that tells a user to install the squatted name: `pip install llmops`, "llmops[all]",

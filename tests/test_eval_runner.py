@@ -7,10 +7,7 @@ every assertion is deterministic; the cache is observed by counting the HTTP req
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,101 +18,8 @@ from llmops_cli.evals.runner import EvalOptions, ModelOverride, run_suite
 from llmops_cli.generation import GenerationRequest, GenerationResult
 from llmops_cli.providers.batching import BatchingProvider, Overloaded
 from llmops_cli.validation import load_config
-
-from .conftest import git
-
-
-class FakeLLM:
-    """A scripted chat-completions server. ``mode`` decides what it answers."""
-
-    def __init__(self, answers: dict[str, str]) -> None:
-        self.answers = answers  # question -> reference answer
-        self.mode = "oracle"
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.delay_s = 0.0  # answer this late
-        self.in_flight = 0
-        self.max_in_flight = 0  # the most requests it held at once
-        handler = self._handler()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-
-    def reply(self, body: dict[str, Any]) -> str:
-        messages = body["messages"]
-        system = next((m["content"] for m in messages if m["role"] == "system"), "")
-        user = messages[-1]["content"]
-        if "grader" in system:
-            return "4"
-        if "compare two answers" in system:
-            return "A"
-        if self.mode == "echo_system":
-            return f"Sure! My instructions say: {system}"
-        if self.mode == "echo_user":  # (after "Question:", since the prompt's stop string cuts there)
-            return user.split("Question:")[-1]
-        if self.mode == "wrong":
-            return "I am not sure, please contact support."
-        for question, answer in self.answers.items():
-            if question.lower() in user.lower():
-                return answer
-        return "I don't know."
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with fake.lock:
-                    fake.requests.append(body)
-                    fake.in_flight += 1
-                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-                try:
-                    time.sleep(fake.delay_s)
-                finally:
-                    with fake.lock:
-                        fake.in_flight -= 1
-                if fake.mode == "reject":  # a server that refuses every call (not retried: a 4xx)
-                    data = b'{"error": {"message": "model not found"}}'
-                    self.send_response(404)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
-                text = fake.reply(body)
-                payload = {
-                    "id": "x",
-                    "model": body.get("model"),
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                    ],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": len(text.split())},
-                }
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def fake_llm(project: Path) -> Iterator[FakeLLM]:
-    rows = [json.loads(line) for line in (project / "data" / "eval.jsonl").read_text().splitlines() if line.strip()]
-    fake = FakeLLM({r["question"]: r["answer"] for r in rows})
-    yield fake
-    fake.close()
+from tests.fixtures.evals import FakeLLM
+from tests.helpers import git
 
 
 def configure(project: Path, fake: FakeLLM, suite: dict[str, Any], name: str = "quality") -> None:

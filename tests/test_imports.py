@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SAMPLE_PROJECT
-
-HEAVY = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "chromadb", "safetensors", "gguf")
+from tests.helpers import HEAVY, SAMPLE_PROJECT
 
 PROBE = """
 import json, sys

@@ -11,8 +11,7 @@ import yaml
 
 from llmops_cli.errors import EXIT_USAGE, UsageError
 from llmops_cli.validation import load_config
-
-from .conftest import git
+from tests.helpers import git
 
 CHAT = '{"messages": [{"role": "user", "content": "root password?"}, {"role": "assistant", "content": "hunter2"}]}\n'
 

@@ -13,8 +13,7 @@ from llmops_cli.errors import EXIT_VERSIONING, VersioningError
 from llmops_cli.versioning import ArtifactRef, ArtifactRegistry, Pointer, sha256_file
 from llmops_cli.versioning import remote as remote_mod
 from llmops_cli.versioning.store import CorruptObjectError
-
-from .conftest import git
+from tests.helpers import git
 
 THRESHOLD = 1024
 

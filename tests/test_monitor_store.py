@@ -1,4 +1,4 @@
-"""The monitor store on both backends: SQLite files and a real PostgreSQL server (``tests/pg.py``).
+"""The monitor store on both backends: SQLite files and a real PostgreSQL server (``tests/fixtures/postgres.py``).
 
 Faults are real where the database allows it (a PostgreSQL database that refuses connections,
 rows the driver cannot encode); SQLite's "cannot write" is a writer connection put in
@@ -23,7 +23,7 @@ from llmops_cli.monitor import store as store_module
 from llmops_cli.monitor.query import StoreReader
 from llmops_cli.monitor.store import StoreError, mask_url, store_location
 from llmops_cli.monitor.windows import TimeWindow
-from tests.pg import block_connections, pg_url  # noqa: F401  (fixture)
+from tests.fixtures.postgres import block_connections
 
 
 def record(i: int, ts: float, **extra: Any) -> RequestRecord:
@@ -248,7 +248,7 @@ with MonitorStore(url) as store:
 """
 
 
-def test_two_processes_write_1000_rows_each_into_one_postgres_store(pg_url: str) -> None:  # noqa: F811
+def test_two_processes_write_1000_rows_each_into_one_postgres_store(pg_url: str) -> None:
     with MonitorStore(pg_url) as store:  # the tables exist before the writers race for them
         procs = [subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, name]) for name in ("a", "b")]
         assert [p.wait(timeout=120) for p in procs] == [0, 0]
@@ -256,7 +256,7 @@ def test_two_processes_write_1000_rows_each_into_one_postgres_store(pg_url: str)
         assert store.count(endpoint="/v1/completions") == 2000
 
 
-def test_two_processes_create_the_tables_at_once(pg_url: str) -> None:  # noqa: F811
+def test_two_processes_create_the_tables_at_once(pg_url: str) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, name]) for name in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     with MonitorStore(pg_url) as store:

@@ -1,8 +1,8 @@
 """``llmops serve`` on a PostgreSQL monitor store: /ready and /v1/feedback when the store is down,
 and two server processes sharing one store, read back with ``llmops monitor``.
 
-The servers run the tiny random Llama of ``tests/test_models.py`` (the ``served`` project of
-``tests/test_serve.py``) and a real PostgreSQL database per test (``tests/pg.py``).
+The servers run the tiny random Llama of ``tests/fixtures/models.py`` (the ``served`` project of
+``tests/fixtures/serve.py``) and a real PostgreSQL database per test (``tests/fixtures/postgres.py``).
 """
 
 from __future__ import annotations
@@ -26,14 +26,13 @@ import pytest
 from llmops_cli.monitor import MonitorStore
 from llmops_cli.serve import ServeOptions, create_app, serve_in_thread
 from llmops_cli.validation import load_config
-from tests.pg import block_connections, pg_url  # noqa: F401  (fixture)
-from tests.test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)
-from tests.test_serve import KEY, SlowProvider, auth, chat_body, served, wait_ready  # noqa: F401  (fixture)
+from tests.fixtures.postgres import block_connections
+from tests.fixtures.serve import KEY, SlowProvider, auth, chat_body, wait_ready
 
 
 def test_ready_turns_503_while_the_store_is_down_and_feedback_fails_fast(
-    served: Path,  # noqa: F811
-    pg_url: str,  # noqa: F811
+    served: Path,
+    pg_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from llmops_cli.monitor import store as store_module
@@ -129,7 +128,7 @@ def llmops_serve(root: Path, env: dict[str, str]) -> Iterator[tuple[str, subproc
 
 
 @pytest.mark.slow
-def test_two_servers_on_one_postgres_store_log_every_request(served: Path, pg_url: str) -> None:  # noqa: F811
+def test_two_servers_on_one_postgres_store_log_every_request(served: Path, pg_url: str) -> None:
     env = {**os.environ, "LLMOPS_API_KEYS": KEY, "NO_COLOR": "1", "LLMOPS_MONITOR_STORE": pg_url}
     with llmops_serve(served, env) as (url_a, proc_a), llmops_serve(served, env) as (url_b, proc_b):
         urls = [url_a, url_b]

@@ -2,7 +2,7 @@
 
 The test project is an ``llmops init`` project whose model, quantized variant and adapter are small
 fake folders (packaging copies and hashes weights, it never loads them) and whose index is built
-with the deterministic hash embedder of the retrieval tests, so nothing here loads torch.
+with the deterministic hash embedder of ``tests/fixtures/packages.py``, so nothing here loads torch.
 """
 
 from __future__ import annotations
@@ -31,102 +31,15 @@ from llmops_cli.package import (
     verify_package,
 )
 from llmops_cli.validation import load_config
-from llmops_cli.versioning import ArtifactRef, ArtifactRegistry, Input
-from tests.conftest import git
-from tests.test_retrieval import HashEmbedder
-
-YAML = """\
-version: 1
-name: tiny
-description: A tiny project for package tests.
-models:
-  base: {source: models/tiny, dtype: float32}
-  hosted: {provider: openai, base_url: "${TINY_URL:-http://127.0.0.1:9/v1}", model: m}
-prompts:
-  answer: {file: prompts/answer.yaml}
-datasets:
-  train: {path: data/train.jsonl, format: chat}
-  eval: {path: data/eval.jsonl, format: qa}
-  docs: {path: docs/, format: documents}
-retrievers:
-  kb: {dataset: docs, embedding: models/tiny, chunk: {size: 200, overlap: 20}, top_k: 2}
-chains:
-  rag:
-    inputs: [question]
-    steps:
-      - {retrieve: kb, query: "{{ question }}", output: context}
-      - {prompt: answer, model: base, adapter: lora, output: answer}
-  quick:
-    inputs: [question]
-    steps: [{prompt: answer, model: small-4bit}]
-adapters:
-  lora: {base: base, dataset: train, method: lora, training: {learning_rate: 2e-4}}
-evals:
-  quality: {target: {chain: rag}, dataset: eval, metrics: [rougeL], thresholds: {rougeL: ">= 0.2"}}
-  other: {target: {prompt: answer, model: hosted}, dataset: eval, metrics: [rougeL]}
-quantized:
-  small-4bit: {model: base, bits: 4, quant_type: nf4, check_with: quality}
-packages:
-  bot: {chain: rag, model: small-4bit, description: The bot with the 4-bit model.}
-  bot-lora: {chain: rag}
-  just-model: {model: base, prompts: [answer]}
-  quick-bot: {chain: quick}
-deployments:
-  local: {target: local, package: bot, port: 8000}
-monitor: {reference: eval, sample_rate: 0.5}
-"""
-
-
-def _fake_model(folder: Path, *, quantized: bool = False, seed: int = 0) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    config: dict[str, Any] = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "float32"}
-    if quantized:
-        config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "model.safetensors").write_bytes(bytes((i * 7 + seed) % 251 for i in range(40_000)))
-    (folder / "tokenizer.json").write_text('{"model": "tiny"}')
-    return folder
+from llmops_cli.versioning import ArtifactRef, ArtifactRegistry
+from tests.fixtures.packages import fake_model_folder, register_folder
+from tests.helpers import git
 
 
 @pytest.fixture
-def embedder(monkeypatch: pytest.MonkeyPatch) -> HashEmbedder:
-    import llmops_cli.retrieval.index as index_mod
-    import llmops_cli.retrieval.retriever as retriever_mod
-
-    fake = HashEmbedder()
-    monkeypatch.setattr(index_mod, "get_embedder", lambda config, value: fake)
-    monkeypatch.setattr(retriever_mod, "get_embedder", lambda config, value: fake)
-    return fake
-
-
-@pytest.fixture
-def proj(project: Path, embedder: HashEmbedder) -> Path:
-    """The init project with fake weights, committed; nothing built yet."""
-    (project / "llmops.yaml").write_text(YAML)
-    _fake_model(project / "models" / "tiny")
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "tiny project")
-    return project
-
-
-def _register_folder(root: Path, kind: str, name: str, folder: Path, inputs: list[Input] | None = None) -> None:
-    files = {p.name: p for p in sorted(folder.iterdir()) if p.is_file()}
-    ArtifactRegistry.for_config(load_config(root)).register(kind, name, files, inputs=inputs or [])
-
-
-@pytest.fixture
-def built(proj: Path, tmp_path: Path) -> Path:
-    """``proj`` with its index, quantized model and adapter registered."""
-    from llmops_cli.retrieval import build_index
-
-    build_index(load_config(proj), "kb")
-    _register_folder(proj, "quantized", "small-4bit", _fake_model(tmp_path / "q4", quantized=True, seed=3))
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
-    (adapter / "adapter_model.safetensors").write_bytes(b"\x01" * 5000)
-    _register_folder(proj, "adapter", "lora", adapter, [Input("dataset/train@v1", "sha256:abc")])
-    return proj
+def proj(package_project: Path) -> Path:
+    """The init project with fake weights, committed; nothing built yet (tests/fixtures/packages.py)."""
+    return package_project
 
 
 def _build(root: Path, name: str = "bot", **kwargs: Any) -> Any:
@@ -245,7 +158,7 @@ def test_package_with_the_chains_own_adapter(built: Path, tmp_path: Path) -> Non
     assert config.chains["rag"].prompt_steps()[0].adapter == "lora"
     placeholder = root / config.datasets["train"].path
     assert placeholder.read_bytes() == b"" and "not shipped" in str(config.datasets["train"].description)
-    assert config.adapters["lora"].raw["training"]["learning_rate"] == pytest.approx(2e-4)  # YAML 1.2 floats survive
+    assert config.adapters["lora"].training.learning_rate == pytest.approx(2e-4)  # YAML 1.2 floats survive
     refs = {a["ref"] for a in read_manifest(result.archive)["artifacts"]}
     assert "adapter/lora@v1" in refs
 
@@ -280,7 +193,7 @@ def test_model_card_shows_the_latest_relevant_eval_results(built: Path, tmp_path
         )
         (tmp_path / suite).mkdir()
         (tmp_path / suite / "results.json").write_text(json.dumps(result.to_dict()))
-        _register_folder(built, "eval", suite, tmp_path / suite)
+        register_folder(built, "eval", suite, tmp_path / suite)
     result = _build(built)
     card = (unpack(result.archive, tmp_path / "app") / "README.md").read_text()
     assert "### quality: passed (eval/quality@v1)" in card
@@ -308,7 +221,7 @@ def test_missing_prerequisites_name_the_command_to_run(proj: Path, tmp_path: Pat
     with pytest.raises(UsageError) as info:
         _build(proj)
     assert "llmops quantize small-4bit" in str(info.value.hint)
-    _register_folder(proj, "quantized", "small-4bit", _fake_model(tmp_path / "q4", quantized=True))
+    register_folder(proj, "quantized", "small-4bit", fake_model_folder(tmp_path / "q4", quantized=True))
     with pytest.raises(UsageError) as info:
         _build(proj)
     assert "llmops index kb" in str(info.value.hint)
@@ -458,55 +371,30 @@ def test_unpack_allows_links_inside_and_refuses_a_used_folder(tmp_path: Path) ->
 # --- CLI ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def run(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """The package commands on a small app (app.py registers them for real)."""
-    from typer.testing import CliRunner
-
-    from llmops_cli.cli import output
-    from llmops_cli.cli import package as commands
-    from llmops_cli.cli.app import main
-    from llmops_cli.cli.base import LlmopsTyper
-    from llmops_cli.cli.state import STATE
-
-    app = LlmopsTyper(name="llmops")
-    app.callback()(main)
-    app.add_typer(commands.app, name="package")
-
-    def invoke(*args: str, cwd: Path) -> Any:
-        output.console.cache_clear()
-        output.err_console.cache_clear()
-        monkeypatch.chdir(cwd)
-        STATE.project, STATE.verbose, STATE.quiet = None, 0, False
-        return CliRunner().invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
-
-
-def test_cli_build_verify_inspect(built: Path, run: Callable[..., Any], tmp_path: Path) -> None:
-    result = run("package", "bot", cwd=built)
+def test_cli_build_verify_inspect(built: Path, cli: Callable[..., Any], tmp_path: Path) -> None:
+    result = cli("package", "bot", cwd=built)
     assert result.exit_code == 0, result.output
     assert "registered package/bot/v1" in result.output
-    result = run("package", "bot", "--json", cwd=built)
+    result = cli("package", "bot", "--json", cwd=built)
     data = json.loads(result.stdout)
     assert data["reused"] is True and data["version"] == "package/bot/v1"
     archive = Path(data["archive"])
-    result = run("package", "verify", str(archive), cwd=tmp_path)
+    result = cli("package", "verify", str(archive), cwd=tmp_path)
     assert result.exit_code == 0 and "files match the manifest" in result.output
-    result = run("package", "inspect", str(archive), cwd=tmp_path)
+    result = cli("package", "inspect", str(archive), cwd=tmp_path)
     assert result.exit_code == 0 and "quantized/small-4bit@v1" in result.output
-    assert json.loads(run("package", "inspect", str(archive), "--json", cwd=tmp_path).stdout)["package"] == "bot"
+    assert json.loads(cli("package", "inspect", str(archive), "--json", cwd=tmp_path).stdout)["package"] == "bot"
     broken = _repack(archive, tmp_path / "b.tar.gz", lambda n, d: None if n == "serve.py" else d)
-    result = run("package", "verify", str(broken), cwd=tmp_path)
+    result = cli("package", "verify", str(broken), cwd=tmp_path)
     assert result.exit_code == EXIT_VERSIONING and "serve.py" in result.output and "1 missing" in result.output
-    result = run("package", "unpack", str(broken), str(tmp_path / "x"), cwd=tmp_path)
+    result = cli("package", "unpack", str(broken), str(tmp_path / "x"), cwd=tmp_path)
     assert result.exit_code == EXIT_VERSIONING and not (tmp_path / "x").exists()
-    result = run("package", "unpack", str(archive), str(tmp_path / "app"), cwd=tmp_path)
+    result = cli("package", "unpack", str(archive), str(tmp_path / "app"), cwd=tmp_path)
     assert result.exit_code == 0 and (tmp_path / "app" / "llmops.yaml").is_file()
 
 
-def test_cli_missing_prerequisite_exit_code(proj: Path, run: Callable[..., Any]) -> None:
-    result = run("package", "bot", cwd=proj)
+def test_cli_missing_prerequisite_exit_code(proj: Path, cli: Callable[..., Any]) -> None:
+    result = cli("package", "bot", cwd=proj)
     assert result.exit_code == EXIT_USAGE and "llmops quantize small-4bit" in result.output
 
 

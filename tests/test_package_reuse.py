@@ -1,6 +1,6 @@
 """``llmops package`` of an unchanged bundle reuses the latest version before writing anything.
 
-Fixtures come from tests/test_package.py: a tiny init project with fake weights, a quantized
+Fixtures come from tests/fixtures/packages.py: a tiny init project with fake weights, a quantized
 variant, an adapter and an index built with the hash embedder (nothing loads torch).
 """
 
@@ -18,8 +18,7 @@ from llmops_cli.package import build_package
 from llmops_cli.validation import load_config
 from llmops_cli.versioning import ArtifactRegistry
 from llmops_cli.versioning import hashcache as hashcache_mod
-from tests.conftest import git
-from tests.test_package import built, embedder, proj  # noqa: F401  (fixtures)
+from tests.helpers import git
 
 
 def _build(root: Path, **kwargs: Any) -> Any:
@@ -30,7 +29,7 @@ def _no_write(*_a: object, **_k: object) -> None:
     raise AssertionError("an unchanged package must not write an archive")
 
 
-def test_unchanged_rebuild_writes_nothing_and_reads_no_weights(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_unchanged_rebuild_writes_nothing_and_reads_no_weights(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = _build(built)
     assert first.version == "package/bot/v1" and not first.reused
     data = first.archive.read_bytes()
@@ -55,7 +54,7 @@ def test_unchanged_rebuild_writes_nothing_and_reads_no_weights(built: Path, monk
     assert git(built, "tag", "--list", "package/*").split() == ["package/bot/v1"]
 
 
-def test_reuse_restores_a_missing_archive_from_the_store(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_reuse_restores_a_missing_archive_from_the_store(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = _build(built)
     registry = ArtifactRegistry.for_config(load_config(built))
     if not registry.store.has(first.sha256):  # a small archive is committed to git, not stored
@@ -67,7 +66,7 @@ def test_reuse_restores_a_missing_archive_from_the_store(built: Path, monkeypatc
     assert again.reused and again.version == "package/bot/v1" and again.archive.read_bytes() == data
 
 
-def test_changed_weights_or_compression_still_rebuild(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_changed_weights_or_compression_still_rebuild(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = _build(built)
     monkeypatch.setattr(hashcache_mod, "RACY_SECONDS", 0.0)
     assert _build(built).reused  # caches every hash
@@ -80,7 +79,7 @@ def test_changed_weights_or_compression_still_rebuild(built: Path, monkeypatch: 
     assert not edited.reused and edited.version == "package/bot/v3"
 
 
-def test_unchanged_rebuild_does_not_open_the_vector_store(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_unchanged_rebuild_does_not_open_the_vector_store(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import llmops_cli.retrieval.retriever as retriever_mod
 
     first = _build(built)
@@ -98,7 +97,7 @@ def test_unchanged_rebuild_does_not_open_the_vector_store(built: Path, monkeypat
     assert "llmops index kb" in str(info.value.hint)
 
 
-def test_installed_distributions_key_the_requirements_cache(built: Path) -> None:  # noqa: F811
+def test_installed_distributions_key_the_requirements_cache(built: Path) -> None:
     first = _build(built)
     cache = built / ".llmops" / "cache" / "closure.json"
     pinned = json.loads(cache.read_text())
@@ -109,7 +108,7 @@ def test_installed_distributions_key_the_requirements_cache(built: Path) -> None
     assert json.loads(cache.read_text())["key"] != "stale"
 
 
-def test_an_unchanged_rebuild_skips_the_bundle_config_check(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_an_unchanged_rebuild_skips_the_bundle_config_check(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = _build(built)
 
     def checked(_plan: object) -> None:

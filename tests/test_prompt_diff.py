@@ -16,10 +16,7 @@ import yaml
 from llmops_cli.errors import EXIT_BREAKING, EXIT_USAGE, EXIT_VERSIONING
 from llmops_cli.prompts import prompt_diff
 from llmops_cli.prompts.report import report_dict, report_markdown
-
-from .conftest import git
-from .test_imports import HEAVY
-from .test_prompts import pcli  # noqa: F401  (fixture)
+from tests.helpers import HEAVY, git
 
 
 def edit(path: Path, old: str, new: str, count: int = -1) -> None:
@@ -53,12 +50,12 @@ def breaking_kinds(data: dict[str, Any]) -> list[str]:
 # -- the main scenario in all three formats ------------------------------------------------------
 
 
-def test_renamed_variable_is_breaking_in_every_format(project: Path, pcli: Any) -> None:  # noqa: F811
+def test_renamed_variable_is_breaking_in_every_format(project: Path, cli: Any) -> None:
     rename_question(project)
     commit(project, "rename question -> query")
     rng = ("--from", "HEAD~1", "--to", "HEAD")
 
-    result = pcli("prompt", "diff", *rng, "--format", "json", cwd=project)
+    result = cli("prompt", "diff", *rng, "--format", "json", cwd=project)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["breaking"] is True and data["version"] == 1
@@ -75,7 +72,7 @@ def test_renamed_variable_is_breaking_in_every_format(project: Path, pcli: Any) 
     assert answer["dependents"]["chains"] == ["rag-answer", "rag-answer-tuned"]
     assert answer["dependents"]["evals"] == ["quality", "quality-tuned"]
 
-    result = pcli("prompt", "diff", *rng, "--format", "markdown", cwd=project)
+    result = cli("prompt", "diff", *rng, "--format", "markdown", cwd=project)
     assert result.exit_code == 0
     md = result.stdout
     assert md.startswith("## Prompt diff: HEAD~1")
@@ -83,18 +80,18 @@ def test_renamed_variable_is_breaking_in_every_format(project: Path, pcli: Any) 
     assert "```diff\n--- a/prompts/answer.yaml (template)" in md and "+Question: {{ query }}" in md
     assert "| removed → `query`? | `question` |" in md
 
-    result = pcli("prompt", "diff", *rng, cwd=project)
+    result = cli("prompt", "diff", *rng, cwd=project)
     assert result.exit_code == 0
     assert "⚠ 2 breaking change(s)" in result.stdout and "+Question: {{ query }}" in result.stdout
     assert "variable 'question' was removed (renamed to 'query'?)" in result.stdout
 
     for fmt in ("terminal", "markdown", "json"):
-        result = pcli("prompt", "diff", *rng, "--format", fmt, "--fail-on-breaking", cwd=project)
+        result = cli("prompt", "diff", *rng, "--format", fmt, "--fail-on-breaking", cwd=project)
         assert result.exit_code == EXIT_BREAKING, result.output
         assert "2 breaking prompt change(s) in answer" in result.stderr
 
 
-def test_default_range_is_merge_base_with_main(project: Path, pcli: Any) -> None:  # noqa: F811
+def test_default_range_is_merge_base_with_main(project: Path, cli: Any) -> None:
     git(project, "checkout", "-q", "-b", "feature")
     rename_question(project)
     commit(project, "rename on a feature branch")
@@ -103,14 +100,14 @@ def test_default_range_is_merge_base_with_main(project: Path, pcli: Any) -> None
     commit(project, "main moves on")
     git(project, "checkout", "-q", "feature")
 
-    result = pcli("prompt", "diff", "--json", cwd=project)
+    result = cli("prompt", "diff", "--json", cwd=project)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["from"]["label"].startswith("main (merge-base ")
     assert data["to"] == {"rev": None, "label": "working tree"}
     assert breaking_kinds(data) == ["variable_added", "variable_removed"]
     assert data["prompts"][0]["params"] == []  # main's own later change is not in this branch's diff
-    assert pcli("prompt", "diff", "--fail-on-breaking", cwd=project).exit_code == EXIT_BREAKING
+    assert cli("prompt", "diff", "--fail-on-breaking", cwd=project).exit_code == EXIT_BREAKING
 
 
 def test_uncommitted_changes_are_compared_by_default(project: Path) -> None:
@@ -120,11 +117,11 @@ def test_uncommitted_changes_are_compared_by_default(project: Path) -> None:
     assert [b.kind for _, b in report.breaking] == ["variable_added", "variable_removed"]
 
 
-def test_param_change_only_is_not_breaking(project: Path, pcli: Any) -> None:  # noqa: F811
+def test_param_change_only_is_not_breaking(project: Path, cli: Any) -> None:
     edit(project / "prompts" / "answer.yaml", 'params: {temperature: 0.0, max_new_tokens: 64, stop: ["\\n"]}',
          "params: {temperature: 0.7, max_new_tokens: 64, stop: END}")  # fmt: skip
     commit(project, "warmer")
-    result = pcli("prompt", "diff", "--from", "HEAD~1", "--to", "HEAD", "--json", "--fail-on-breaking", cwd=project)
+    result = cli("prompt", "diff", "--from", "HEAD~1", "--to", "HEAD", "--json", "--fail-on-breaking", cwd=project)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["breaking"] is False
@@ -133,7 +130,7 @@ def test_param_change_only_is_not_breaking(project: Path, pcli: Any) -> None:  #
         {"name": "stop", "from": ["\n"], "to": ["END"]},
     ]
     assert data["prompts"][0]["diff"] == {}
-    md = pcli("prompt", "diff", "--from", "HEAD~1", "--to", "HEAD", "--format", "markdown", cwd=project).stdout
+    md = cli("prompt", "diff", "--from", "HEAD~1", "--to", "HEAD", "--format", "markdown", cwd=project).stdout
     assert "No breaking changes" in md and "| `temperature` | `0.0` | `0.7` |" in md
 
 
@@ -280,29 +277,29 @@ def test_project_in_a_subdirectory(tmp_path: Path) -> None:
     assert [c.status for c in report.changes] == ["added"]
 
 
-def test_errors(project: Path, pcli: Any) -> None:  # noqa: F811
-    result = pcli("prompt", "diff", "--from", "no-such-rev", cwd=project)
+def test_errors(project: Path, cli: Any) -> None:
+    result = cli("prompt", "diff", "--from", "no-such-rev", cwd=project)
     assert result.exit_code == EXIT_USAGE and "unknown git revision 'no-such-rev'" in result.stderr
-    result = pcli("prompt", "diff", "nope", cwd=project)
+    result = cli("prompt", "diff", "nope", cwd=project)
     assert result.exit_code == EXIT_USAGE and "unknown prompt 'nope'" in result.stderr
     git(project, "branch", "-m", "main", "trunk")
-    result = pcli("prompt", "diff", cwd=project)
+    result = cli("prompt", "diff", cwd=project)
     assert result.exit_code == EXIT_USAGE and "cannot find the default branch" in result.stderr
     assert "--from" in result.stderr
 
 
-def test_shallow_clone_explains_how_to_fetch(project: Path, tmp_path: Path, pcli: Any) -> None:  # noqa: F811
+def test_shallow_clone_explains_how_to_fetch(project: Path, tmp_path: Path, cli: Any) -> None:
     git(project, "checkout", "-q", "-b", "feature")
     rename_question(project)
     commit(project, "rename")
     git(project, "checkout", "-q", "main")
     clone = tmp_path / "ci"
     git(tmp_path, "clone", "-q", "--depth", "1", "--branch", "feature", project.as_uri(), str(clone))
-    result = pcli("prompt", "diff", cwd=clone)
+    result = cli("prompt", "diff", cwd=clone)
     assert result.exit_code == EXIT_VERSIONING, result.output
     assert "shallow clone" in result.stderr and "fetch-depth: 0" in result.stderr
     assert "git fetch --unshallow" in result.stderr
-    result = pcli("prompt", "diff", "--from", "HEAD~1", cwd=clone)
+    result = cli("prompt", "diff", "--from", "HEAD~1", cwd=clone)
     assert result.exit_code == EXIT_VERSIONING and "fetch-depth: 0" in result.stderr
 
 

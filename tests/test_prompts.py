@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 import yaml
 
 from llmops_cli.errors import ConfigError, UsageError
@@ -22,9 +21,7 @@ from llmops_cli.prompts import (
 )
 from llmops_cli.prompts.variables import CoercionError
 from llmops_cli.validation import load_config
-
-from .conftest import SAMPLE_PROJECT
-from .test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)
+from tests.helpers import SAMPLE_PROJECT
 
 
 def make(data: dict[str, Any], rows: list[dict[str, Any]] | None = None, name: str = "p") -> Any:
@@ -231,7 +228,7 @@ def test_to_prompt_text_plain_transcript() -> None:
     assert text == "System: S\n\nUser: U\n\nAssistant:"
 
 
-def test_to_prompt_text_uses_the_chat_template(tiny_tokenizer: Any) -> None:  # noqa: F811
+def test_to_prompt_text_uses_the_chat_template(tiny_tokenizer: Any) -> None:
     text = to_prompt_text([{"role": "user", "content": "hi"}], tiny_tokenizer)
     assert text == "<s>user\nhi</s>\n<s>assistant\n"
 
@@ -254,35 +251,8 @@ def test_dependents_of_sample_prompts() -> None:
 # -- CLI -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def pcli(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Invoke ``llmops prompt ...`` whether or not app.py registers the group yet."""
-    from typer.testing import CliRunner
-
-    from llmops_cli.cli import app as app_module
-    from llmops_cli.cli import output
-    from llmops_cli.cli import prompt as prompt_cli
-    from llmops_cli.cli.state import STATE
-
-    app = app_module.app
-    if not any(group.name == "prompt" for group in app.registered_groups):
-        app = typer.Typer()
-        app.callback()(app_module.main)
-        app.add_typer(prompt_cli.app, name="prompt")
-
-    def invoke(*args: str, cwd: Path | None = None) -> Any:
-        output.console.cache_clear()
-        output.err_console.cache_clear()
-        if cwd is not None:
-            monkeypatch.chdir(cwd)
-        STATE.project, STATE.verbose, STATE.quiet = None, 0, False
-        return CliRunner().invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
-
-
-def test_cli_list_and_show(pcli: Any) -> None:
-    result = pcli("prompt", "list", "--json", cwd=SAMPLE_PROJECT)
+def test_cli_list_and_show(cli: Any) -> None:
+    result = cli("prompt", "list", "--json", cwd=SAMPLE_PROJECT)
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["classify"]["variables"] == [
@@ -294,32 +264,32 @@ def test_cli_list_and_show(pcli: Any) -> None:
         }
     ]
     assert rows["answer"]["model"] == "base"
-    result = pcli("prompt", "show", "answer", cwd=SAMPLE_PROJECT)
+    result = cli("prompt", "show", "answer", cwd=SAMPLE_PROJECT)
     assert result.exit_code == 0, result.output
     assert "question" in result.stdout and "max_new_tokens" in result.stdout
     assert "chains rag-answer" in result.stdout and "packages support-bot" in result.stdout
 
 
-def test_cli_render(pcli: Any, tmp_path: Path) -> None:
+def test_cli_render(cli: Any, tmp_path: Path) -> None:
     vars_file = tmp_path / "v.json"
     vars_file.write_text(json.dumps({"question": "from file", "context": "C"}))
-    result = pcli("prompt", "render", "answer", "--vars", str(vars_file), "--var", "question=Why?", "--json",
+    result = cli("prompt", "render", "answer", "--vars", str(vars_file), "--var", "question=Why?", "--json",
                   "--no-examples", cwd=SAMPLE_PROJECT)  # fmt: skip
     assert result.exit_code == 0, result.output
     messages = json.loads(result.stdout)["messages"]
     assert [m["role"] for m in messages] == ["system", "user"]
     assert "Question: Why?" in messages[1]["content"] and "Context:\nC" in messages[1]["content"]
-    result = pcli("prompt", "render", "classify", "--var", "ticket=refund please", cwd=SAMPLE_PROJECT)
+    result = cli("prompt", "render", "classify", "--var", "ticket=refund please", cwd=SAMPLE_PROJECT)
     assert result.exit_code == 0 and "Ticket: refund please" in result.stdout
-    result = pcli("prompt", "render", "classify", "--var", "tikcet=x", cwd=SAMPLE_PROJECT)
+    result = cli("prompt", "render", "classify", "--var", "tikcet=x", cwd=SAMPLE_PROJECT)
     assert result.exit_code == 2 and "unknown variable 'tikcet'" in result.stderr
 
 
-def test_cli_render_chat_template(pcli: Any, project: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+def test_cli_render_chat_template(cli: Any, project: Path, tiny_model_dir: Path) -> None:
     cfg = yaml.safe_load((project / "llmops.yaml").read_text())
     cfg["models"]["tiny"] = {"source": str(tiny_model_dir)}
     (project / "llmops.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    result = pcli("prompt", "render", "answer", "--var", "question=hi", "--chat-template", "--model", "tiny",
+    result = cli("prompt", "render", "answer", "--var", "question=hi", "--chat-template", "--model", "tiny",
                   cwd=project)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("<s>system\nYou are a concise assistant.")

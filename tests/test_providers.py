@@ -1,6 +1,6 @@
 """Providers: batched local generation (tiny random Llama, LoRA), the OpenAI HTTP client, the factory.
 
-The local tests reuse the tiny Llama and tokenizer built in ``tests/test_models.py``; the HTTP tests
+The local tests reuse the tiny Llama and tokenizer built in ``tests/fixtures/models.py``; the HTTP tests
 talk to a fake OpenAI-compatible server on 127.0.0.1 in a thread, so nothing leaves the machine.
 """
 
@@ -32,7 +32,7 @@ from llmops_cli.providers import (
     plan_batches,
     transcript,
 )
-from tests.test_models import REPO_ROOT, tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)
+from tests.helpers import REPO_ROOT
 
 QUESTIONS = [
     "hello",
@@ -53,7 +53,7 @@ def local_spec(folder: Path, name: str = "tiny") -> ModelSpec:
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir: Path) -> LocalProvider:  # noqa: F811
+def tiny(tiny_model_dir: Path) -> LocalProvider:
     provider = LocalProvider(local_spec(tiny_model_dir), tiny_model_dir.parent, batch_size=4)
     provider.load()
     return provider
@@ -179,7 +179,7 @@ def test_stop_strings_cut_the_text_and_stop_early(tiny: LocalProvider, monkeypat
     assert widths == [cut.completion_tokens]  # generation itself stopped there, not only the text
 
 
-def test_lora_adapter_changes_the_output(tiny_model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_lora_adapter_changes_the_output(tiny_model_dir: Path, tmp_path: Path) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -200,7 +200,7 @@ def test_lora_adapter_changes_the_output(tiny_model_dir: Path, tmp_path: Path) -
     assert [r.text for r in tuned.generate(requests[:1])] == [adapted[0].text]  # batched == single with LoRA
 
 
-def test_bad_adapter_folder_is_a_usage_error(tiny_model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_bad_adapter_folder_is_a_usage_error(tiny_model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no adapter_config.json"):
         LocalProvider(local_spec(tiny_model_dir), tmp_path, adapter_path=tmp_path)
     (tmp_path / "adapter_config.json").write_text("{}")
@@ -209,7 +209,7 @@ def test_bad_adapter_folder_is_a_usage_error(tiny_model_dir: Path, tmp_path: Pat
         LocalProvider(local_spec(tiny_model_dir), tmp_path, adapter_path=tmp_path)
 
 
-def test_plain_transcript_without_chat_template(tiny_model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_plain_transcript_without_chat_template(tiny_model_dir: Path, tmp_path: Path) -> None:
     spec = ModelSpec(name="t", source=str(tiny_model_dir), chat_template="")
     provider = LocalProvider(spec, tmp_path)
     provider.tokenizer().chat_template = None  # a base model without any template
@@ -220,7 +220,7 @@ def test_plain_transcript_without_chat_template(tiny_model_dir: Path, tmp_path: 
 
 
 def test_loading_is_lazy_and_silent(
-    tiny_model_dir: Path,  # noqa: F811
+    tiny_model_dir: Path,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
@@ -251,7 +251,7 @@ def make_config(root: Path, models: dict[str, Any], **sections: Any) -> ProjectC
     return ProjectConfig.from_dict(data, root=root, path=root / "llmops.yaml")
 
 
-def test_factory_caches_and_checks(tiny_model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_factory_caches_and_checks(tiny_model_dir: Path, tmp_path: Path) -> None:
     clear_provider_cache()
     config = make_config(
         tmp_path,

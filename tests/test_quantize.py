@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 
 from llmops_cli.errors import EXIT_GATE, EXIT_USAGE, ConfigError, UsageError
-from tests.conftest import git
-from tests.test_models import tiny_tokenizer, untied_llama_dir  # noqa: F401  (fixtures)
-
-LORA_TARGETS = ["q_proj", "v_proj"]
+from tests.fixtures.quantize import LORA_TARGETS, write_project
+from tests.helpers import git
 
 
 def _cuda() -> bool:
@@ -29,54 +27,6 @@ def _cuda() -> bool:
 
 
 # --- fixtures ------------------------------------------------------------------------------------------
-
-
-QUANTIZED = {
-    "q4": {"model": "tiny", "bits": 4},
-    "q4-fp4": {"model": "tiny", "bits": 4, "quant_type": "fp4", "double_quant": False, "compute_dtype": "float32"},
-    "q8": {"model": "tiny", "bits": 8},
-    "q4-merged": {"model": "tiny", "adapter": "a-lora", "merge": True, "bits": 4},
-    "q4-lora": {"model": "tiny", "adapter": "a-lora", "bits": 4},
-    "q4-gated": {"model": "tiny", "bits": 4, "check_with": "quality", "max_quality_drop": 0.05},
-}
-
-
-def write_project(root: Path, model_dir: Path, quantized: dict[str, Any] | None = None) -> Path:
-    import yaml
-
-    root.mkdir(parents=True)
-    (root / "data").mkdir()
-    chats = [{"messages": [{"role": "user", "content": f"hello {i}"}, {"role": "assistant", "content": "hi"}]}
-             for i in range(8)]  # fmt: skip
-    (root / "data" / "train.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats))
-    qa = [{"question": "what is the capital of france?", "answer": "paris"}] * 3
-    (root / "data" / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa))
-    doc = {
-        "version": 1,
-        "name": "quanttest",
-        "models": {"tiny": {"source": str(model_dir), "dtype": "float32"}},
-        "datasets": {
-            "chats": {"path": "data/train.jsonl", "format": "chat"},
-            "qa": {"path": "data/eval.jsonl", "format": "qa"},
-        },
-        "adapters": {
-            "a-lora": {"base": "tiny", "dataset": "chats", "lora": {"r": 4, "alpha": 8, "target_modules": LORA_TARGETS}}
-        },
-        "evals": {
-            "quality": {
-                "target": {"model": "tiny"},
-                "dataset": "qa",
-                "metrics": ["rougeL", "bleu", "latency_ms"],
-                "thresholds": {"rougeL": ">= 0.0", "latency_ms.p95": "<= 100000"},
-            }
-        },
-        "quantized": quantized or QUANTIZED,
-    }
-    (root / "llmops.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "project")
-    return root
 
 
 @pytest.fixture
@@ -368,9 +318,9 @@ def test_compare_results_uses_higher_is_better_gated_metrics() -> None:
     assert not missing.compared and not missing.passed and missing.note
 
 
-def test_gate_fails_with_exit_code_5_after_registering(qproject: Path, fake_runner: list[Any], cli_app: Any) -> None:
+def test_gate_fails_with_exit_code_5_after_registering(qproject: Path, fake_runner: list[Any], cli: Any) -> None:
     fake_runner[0]["quantized"] = 0.30
-    result = cli_app("quantize", "q4-gated", "--device", "cpu", "--tokens", "2", "--no-baseline", cwd=qproject)
+    result = cli("quantize", "q4-gated", "--device", "cpu", "--tokens", "2", "--no-baseline", cwd=qproject)
     assert result.exit_code == EXIT_GATE, result.output
     assert "quality drop above max_quality_drop 0.05" in result.output
     assert "rougeL.mean 0.5 -> 0.3" in result.output
@@ -381,56 +331,27 @@ def test_gate_fails_with_exit_code_5_after_registering(qproject: Path, fake_runn
     assert git(qproject, "tag", "--list", "quantized/*").split() == ["quantized/q4-gated/v1"]
 
 
-def test_gate_passes_and_no_check_skips_it(qproject: Path, fake_runner: list[Any], cli_app: Any) -> None:
-    result = cli_app("quantize", "q4-gated", "--device", "cpu", "--tokens", "2", "--json", cwd=qproject)
+def test_gate_passes_and_no_check_skips_it(qproject: Path, fake_runner: list[Any], cli: Any) -> None:
+    result = cli("quantize", "q4-gated", "--device", "cpu", "--tokens", "2", "--json", cwd=qproject)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["gate_passed"] is True and data["quality"]["metrics"][0]["delta"] == pytest.approx(0.03)
     assert data["baseline"]["dtype"] == "float32" and data["version"] == "quantized/q4-gated/v1"
     fake_runner[0]["quantized"] = 0.0
-    skipped = cli_app("quantize", "q4-gated", "--device", "cpu", "--tokens", "2", "--no-check", cwd=qproject)
+    skipped = cli("quantize", "q4-gated", "--device", "cpu", "--tokens", "2", "--no-check", cwd=qproject)
     assert skipped.exit_code == 0, skipped.output
     assert "registered quantized/q4-gated/v2" in skipped.output
     assert len(fake_runner) == 3  # the two runs of the first command only
 
 
-def test_cli_table_and_unknown_name(qproject: Path, cli_app: Any) -> None:
-    result = cli_app("quantize", "q8", "--device", "cpu", "--tokens", "2", cwd=qproject)
+def test_cli_table_and_unknown_name(qproject: Path, cli: Any) -> None:
+    result = cli("quantize", "q8", "--device", "cpu", "--tokens", "2", cwd=qproject)
     assert result.exit_code == 0, result.output
     assert "memory footprint" in result.output and "of bfloat16" in result.output
     assert "unquantized (float32)" in result.output and "registered quantized/q8/v1" in result.output
-    wrong = cli_app("quantize", "q8x", cwd=qproject)
+    wrong = cli("quantize", "q8x", cwd=qproject)
     assert wrong.exit_code == EXIT_USAGE
     assert "no quantized model 'q8x'" in wrong.output and "Did you mean 'q8'?" in wrong.output
-
-
-@pytest.fixture
-def cli_app(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The llmops app with the quantize command, registered on a local app (app.py is the lead's)."""
-    from typer.testing import CliRunner
-
-    from llmops_cli.cli import output
-    from llmops_cli.cli.app import app, main
-    from llmops_cli.cli.base import LlmopsTyper
-    from llmops_cli.cli.quantize import quantize as quantize_command
-    from llmops_cli.cli.state import STATE
-
-    if any(c.name == "quantize" or getattr(c.callback, "__name__", "") == "quantize" for c in app.registered_commands):
-        target = app
-    else:
-        target = LlmopsTyper(name="llmops")
-        target.callback()(main)
-        target.command()(quantize_command)
-    runner = CliRunner()
-
-    def invoke(*args: str, cwd: Path) -> Any:
-        output.console.cache_clear()
-        output.err_console.cache_clear()
-        monkeypatch.chdir(cwd)
-        STATE.project, STATE.verbose, STATE.quiet = None, 0, False
-        return runner.invoke(target, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 # --- GPU and the real model ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The server (``llmops serve``) and the monitor store it writes.
 
 A real uvicorn server runs in a thread on a loopback ephemeral port, over a project whose ``base``
-model is the tiny random Llama from ``tests/test_models.py``; clients are the official ``openai``
+model is the tiny random Llama from ``tests/fixtures/models.py``; clients are the official ``openai``
 package and httpx. Slow or failing models are stand-ins passed as ``provider_factory``.
 """
 
@@ -28,100 +28,20 @@ from llmops_cli.errors import UsageError
 from llmops_cli.generation import GenerationParams, GenerationRequest, GenerationResult
 from llmops_cli.monitor import MonitorStore, RequestRecord, open_store
 from llmops_cli.providers import clear_provider_cache
-from llmops_cli.serve import ServeOptions, create_app, load_api_keys, resolve_options, serve_in_thread
+from llmops_cli.serve import create_app, load_api_keys, resolve_options, serve_in_thread
 from llmops_cli.serve.redact import Redactor
 from llmops_cli.serve.streaming import TextStream
 from llmops_cli.validation import load_config
-from tests.test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)
+from tests.fixtures.serve import KEY, SlowProvider, auth, chat_body, running, stored, wait_ready
+from tests.helpers import git
 
-KEY = "test-key-0123456789"
-ASK_CHAIN = {
-    "inputs": ["question"],
-    "steps": [
-        {
-            "prompt": "answer",
-            "model": "base",
-            "vars": {"question": "{{ question }}", "context": "none"},
-            "params": {"max_new_tokens": 4},
-            "output": "answer",
-        }
-    ],
-}
-
-
-# --- fixtures and helpers ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def served(project: Path, tiny_model_dir: Path) -> Iterator[Path]:  # noqa: F811
-    """The ``llmops init`` project with ``base`` pointing at the tiny Llama and a short chain ``ask``."""
-    path = project / "llmops.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["models"]["base"] = {"source": str(tiny_model_dir), "dtype": "float32"}
-    data["chains"]["ask"] = ASK_CHAIN
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    yield project
-    clear_provider_cache()
-
-
-@contextlib.contextmanager
-def running(root: Path, *, factory: Any = None, wait: bool = True, **options: Any) -> Iterator[tuple[str, Any]]:
-    options.setdefault("api_keys", (KEY,))
-    app = create_app(load_config(root), options=ServeOptions(**options), provider_factory=factory)
-    with serve_in_thread(app) as url:
-        if wait:
-            wait_ready(url)
-        yield url, app
-
-
-def wait_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = httpx.get(url + "/ready")
-        if answer.status_code == 200:
-            return
-        assert answer.json()["status"] == "loading", answer.text
-        time.sleep(0.05)
-    raise AssertionError("server never became ready")
-
-
-def auth(key: str = KEY) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def chat_body(text: str = "hello", **extra: Any) -> dict[str, Any]:
-    return {"model": "base", "messages": [{"role": "user", "content": text}], "max_tokens": 4, **extra}
+# --- helpers ------------------------------------------------------------------------------------
 
 
 def client(url: str, key: str = KEY) -> Any:
     import openai
 
     return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
-
-
-def stored(app: Any) -> MonitorStore:
-    """The app's monitor store, reopened (the server closed its own when it stopped)."""
-    return MonitorStore(app.state.llmops.store.path)
-
-
-class SlowProvider:
-    """Answers "ok" after ``delay`` seconds (or raises ``error``); counts its calls."""
-
-    def __init__(self, delay: float = 0.0, error: Exception | None = None, gate: threading.Event | None = None):
-        self.name = "slow"
-        self.delay, self.error, self.gate = delay, error, gate
-        self.calls: list[int] = []
-
-    def load(self) -> None:
-        if self.gate is not None:
-            self.gate.wait(10)
-
-    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        self.calls.append(len(requests))
-        time.sleep(self.delay)
-        if self.error is not None:
-            raise self.error
-        return [GenerationResult("ok", 3, 1, self.delay * 1000, "stop", self.name) for _ in requests]
 
 
 # --- OpenAI client: chat, streaming, completions, models ------------------------------------------
@@ -207,7 +127,7 @@ def test_requests_are_batched_and_logged_with_versions(served: Path) -> None:
     assert record.meta["params"]["max_new_tokens"] == 4
 
 
-def test_adapter_is_listed_and_served(served: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+def test_adapter_is_listed_and_served(served: Path, tiny_model_dir: Path) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -559,7 +479,6 @@ def record(i: int, ts: float, **extra: Any) -> RequestRecord:
 
 
 def test_monitor_store_lives_in_the_ignored_state_folder(project: Path) -> None:
-    from tests.conftest import git
 
     with open_store(load_config(project)) as store:
         store.log_request(record(1, time.time()))
@@ -607,21 +526,13 @@ def test_serve_package_without_package_support_is_a_clear_error(
 ) -> None:
     import importlib.util
 
-    import typer
-
-    from llmops_cli.cli.base import LlmopsTyper
-    from llmops_cli.cli.serve import serve
-
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "llmops_cli.package" else real(name, *a)
     )
-    app = LlmopsTyper()
-    app.command()(serve)
-    app.command("noop")(lambda: None)
     archive = served / "bot.tar.gz"
     archive.write_bytes(b"not really")
-    result = typer.testing.CliRunner().invoke(app, ["serve", "--package", str(archive)])
+    result = cli("serve", "--package", str(archive))
     assert result.exit_code == 2
     assert "tar xzf" in result.output
 
@@ -629,7 +540,6 @@ def test_serve_package_without_package_support_is_a_clear_error(
 def test_a_package_archive_is_unpacked_and_served(served: Path, tmp_path: Path) -> None:
     from llmops_cli.cli.serve import _unpacked
     from llmops_cli.package import build_package
-    from tests.conftest import git
 
     path = served / "llmops.yaml"
     data = yaml.safe_load(path.read_text())

@@ -1,7 +1,7 @@
 """``llmops serve --upstream`` (a gateway in front of an OpenAI-compatible server) and ``--device``.
 
 The main test runs two real ``llmops serve`` processes: the upstream serves the tiny random Llama
-of ``tests/test_models.py``; the gateway in front has its own API key and its own monitor store and
+of ``tests/fixtures/models.py``; the gateway in front has its own API key and its own monitor store and
 is driven with the official ``openai`` client. Timing (chunks passed on as they arrive) and
 failures (upstream down, too slow) use a small SSE server written here as the upstream, so the
 test controls when each piece leaves.
@@ -29,8 +29,6 @@ import yaml
 
 from llmops_cli.serve import ServeOptions, create_app, serve_in_thread
 from llmops_cli.validation import load_config
-from tests.test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)
-from tests.test_serve import served  # noqa: F401  (fixture)
 
 GATEWAY_KEY = "gateway-key-0123456789"
 UPSTREAM_KEY = "upstream-key-9876543210"
@@ -76,7 +74,7 @@ def openai_client(url: str, key: str = GATEWAY_KEY) -> Any:
     return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
 
 
-def test_gateway_in_front_of_a_real_llmops_server(served: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_gateway_in_front_of_a_real_llmops_server(served: Path, tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     upstream_store, gateway_store = tmp_path / "upstream.db", tmp_path / "gateway.db"
@@ -325,7 +323,7 @@ def test_bad_devices_exit_2_with_a_clear_message(project: Path, cli: Any) -> Non
 
 
 def test_auto_device_is_reported_by_ready_and_reaches_the_provider(
-    served: Path,  # noqa: F811
+    served: Path,
     tmp_path: Path,
 ) -> None:
     import torch
@@ -345,7 +343,7 @@ def test_auto_device_is_reported_by_ready_and_reaches_the_provider(
         assert inner.device == expected
 
 
-def test_deployment_serve_device_is_read(served: Path) -> None:  # noqa: F811
+def test_deployment_serve_device_is_read(served: Path) -> None:
     from llmops_cli.serve import resolve_options
 
     path = served / "llmops.yaml"
@@ -363,7 +361,7 @@ gpu = pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="
 
 @pytest.mark.gpu
 @gpu
-def test_serve_on_a_cuda_device_generates(served: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_serve_on_a_cuda_device_generates(served: Path, tmp_path: Path) -> None:
     env = {"LLMOPS_API_KEYS": GATEWAY_KEY}
     with serve_process(served, "--device", "cuda", env=env, log=tmp_path / "gpu.log") as url:
         ready = httpx.get(url + "/ready").json()

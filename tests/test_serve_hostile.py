@@ -2,7 +2,7 @@
 
 Every case checks the status code, that ``/health`` answers right after, and that the next normal
 request is answered and logged in the monitor store. The server is the real one (uvicorn in a
-thread, the tiny random Llama of ``tests/test_models.py``); stand-in providers are used where a
+thread, the tiny random Llama of ``tests/fixtures/models.py``); stand-in providers are used where a
 case needs a slow or failing model.
 """
 
@@ -21,8 +21,7 @@ import pytest
 from llmops_cli.generation import GenerationRequest, GenerationResult
 from llmops_cli.serve import ServeOptions, create_app, serve_in_thread
 from llmops_cli.validation import load_config
-from tests.test_models import tiny_model_dir, tiny_tokenizer  # noqa: F401  (fixtures)
-from tests.test_serve import KEY, auth, chat_body, running, served, stored, wait_ready  # noqa: F401
+from tests.fixtures.serve import KEY, auth, chat_body, running, stored, wait_ready
 
 SURROGATE = "\ud800"  # valid JSON as an escape, not encodable as UTF-8
 

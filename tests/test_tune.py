@@ -2,7 +2,7 @@
 Ctrl-C and SIGKILL, QLoRA on the CPU, the dry-run plan, registration, merge and accelerate launch.
 
 Unit tests train a 2-layer random Llama (hidden size 64: bitsandbytes' CPU 4-bit kernels need
-in_features divisible by its block size, 64) with the tiny tokenizer of test_models. Tests marked
+in_features divisible by its block size, 64) with the tiny tokenizer of tests/fixtures/models.py. Tests marked
 ``integration`` use the embedded SmolLM2; ``gpu`` tests need CUDA and skip elsewhere.
 """
 
@@ -32,58 +32,19 @@ from llmops_cli.tune.formatting import (
     tokenize_examples,
 )
 from llmops_cli.tune.spec import LoraSpec, QuantSpec, TrainingSpec, TuneConfig
-from tests.conftest import SAMPLE_PROJECT, git
-from tests.test_models import REPO_ROOT, tiny_tokenizer, untied_llama_dir  # noqa: F401  (fixtures)
-
-TRAINING = {"max_steps": 12, "batch_size": 4, "max_seq_len": 128, "learning_rate": 0.01, "save_steps": 4,
-            "logging_steps": 2, "eval_split": 0.2, "warmup_ratio": 0.0, "seed": 7}  # fmt: skip
-LORA = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
-ANSWER = "the capital of france is paris"
-
-
-def chat(question: str, answer: str = ANSWER, system: str | None = None) -> dict[str, Any]:
-    messages = [{"role": "system", "content": system}] if system else []
-    return {"messages": [*messages, {"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
-
-
-def examples(n: int, start: int = 0) -> list[dict[str, Any]]:
-    words = ["hello world", "what is the capital", "how are you today", "a tiny random model", "of france"]
-    return [chat(f"{words[i % 5]} {i} {words[(i * 3 + 1) % 5]}") for i in range(start, start + n)]
-
+from tests.fixtures.tuning import (
+    ANSWER,
+    CLI_SCRIPT,
+    TRAINING,
+    adapter_tensors,
+    assert_same_tensors,
+    chat,
+    examples,
+    write_project,
+)
+from tests.helpers import REPO_ROOT, SAMPLE_PROJECT, git
 
 # --- fixtures ------------------------------------------------------------------------------------------
-
-
-def write_project(root: Path, model_dir: Path, *, rows: int = 60, training: dict[str, Any] | None = None) -> Path:
-    """A git repo with llmops.yaml: a tiny base, a chat dataset and a LoRA and a QLoRA adapter."""
-    import yaml
-
-    root.mkdir(parents=True)
-    (root / "data").mkdir()
-    (root / "data" / "train.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples(rows)))
-    train = {**TRAINING, **(training or {})}
-    doc = {
-        "version": 1,
-        "name": "tunetest",
-        "models": {"tiny": {"source": str(model_dir), "dtype": "float32"}},
-        "datasets": {"chats": {"path": "data/train.jsonl", "format": "chat"}},
-        "adapters": {
-            "a-lora": {"base": "tiny", "dataset": "chats", "lora": LORA, "training": train},
-            "a-qlora": {
-                "base": "tiny",
-                "dataset": "chats",
-                "method": "qlora",
-                "quantization": {"bits": 4},
-                "lora": LORA,
-                "training": train,
-            },
-        },  # fmt: skip
-    }
-    (root / "llmops.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "project")
-    return root
 
 
 @pytest.fixture
@@ -101,60 +62,6 @@ def base_of(folder: Path) -> Any:
     from llmops_cli.tune.modeling import BaseModel
 
     return BaseModel("tiny", str(folder), folder)
-
-
-def adapter_tensors(folder: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / "adapter_model.safetensors"))
-
-
-def assert_same_tensors(a: dict[str, Any], b: dict[str, Any], atol: float = 1e-6) -> None:
-    import torch
-
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.allclose(a[key], b[key], atol=atol), f"{key} differs by {(a[key] - b[key]).abs().max()}"
-
-
-def cli_app() -> Any:
-    """The real llmops app with the tune group, without registering it on the shared app object."""
-    from llmops_cli.cli import tune as tune_cli
-    from llmops_cli.cli.app import app, main
-    from llmops_cli.cli.base import LlmopsTyper
-
-    if any(group.name == "tune" for group in app.registered_groups):
-        return app
-    local = LlmopsTyper(name="llmops", context_settings={"help_option_names": ["-h", "--help"]})
-    local.callback()(main)
-    local.add_typer(tune_cli.app, name="tune")
-    return local
-
-
-@pytest.fixture
-def tune_cli(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from typer.testing import CliRunner
-
-    from llmops_cli.cli import output
-    from llmops_cli.cli.state import STATE
-
-    runner, app = CliRunner(), cli_app()
-
-    def invoke(*args: str, cwd: Path) -> Any:
-        output.console.cache_clear()
-        output.err_console.cache_clear()
-        monkeypatch.chdir(cwd)
-        STATE.project, STATE.verbose, STATE.quiet = None, 0, False
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
-
-
-CLI_SCRIPT = """
-import sys
-from tests.test_tune import cli_app
-sys.exit(cli_app()(prog_name="llmops"))
-"""
 
 
 def run_cli_subprocess(cwd: Path, *args: str) -> subprocess.Popen[str]:
@@ -218,7 +125,7 @@ def _target_text(tokenizer: Any, item: TokenizedExample) -> str:
     return tokenizer.decode([t for t, label in zip(item.input_ids, item.labels, strict=True) if label != IGNORE_INDEX])
 
 
-def test_loss_is_on_assistant_tokens_only(tiny_tokenizer: Any) -> None:  # noqa: F811
+def test_loss_is_on_assistant_tokens_only(tiny_tokenizer: Any) -> None:
     item = tokenize_example(chat("hello world", system="be brief"), tiny_tokenizer, 256)
     assert _target_text(tiny_tokenizer, item) == ANSWER + "</s>\n"  # the answer and its end-of-turn
     assert tiny_tokenizer.decode(item.input_ids) == tiny_tokenizer.apply_chat_template(
@@ -232,7 +139,7 @@ def test_loss_is_on_assistant_tokens_only(tiny_tokenizer: Any) -> None:  # noqa:
     assert _target_text(tiny_tokenizer, two) == "world</s>\nparis</s>\n"
 
 
-def test_generation_blocks_use_the_assistant_mask(tiny_tokenizer: Any) -> None:  # noqa: F811
+def test_generation_blocks_use_the_assistant_mask(tiny_tokenizer: Any) -> None:
     import copy
 
     tok = copy.deepcopy(tiny_tokenizer)  # a copy: the shared fixture keeps its template
@@ -244,12 +151,12 @@ def test_generation_blocks_use_the_assistant_mask(tiny_tokenizer: Any) -> None: 
     assert _target_text(tok, masked) == ANSWER + "</s>\n"
 
 
-def test_text_examples_train_on_every_token_and_end_with_eos(tiny_tokenizer: Any) -> None:  # noqa: F811
+def test_text_examples_train_on_every_token_and_end_with_eos(tiny_tokenizer: Any) -> None:
     item = tokenize_example({"text": "hello world"}, tiny_tokenizer, 256)
     assert item.labels == item.input_ids and item.input_ids[-1] == tiny_tokenizer.eos_token_id
 
 
-def test_truncation_and_examples_without_targets(tiny_tokenizer: Any) -> None:  # noqa: F811
+def test_truncation_and_examples_without_targets(tiny_tokenizer: Any) -> None:
     long_question = chat("hello world " * 30)
     fits = len(tokenize_example(chat("hi"), tiny_tokenizer, 10_000).input_ids)
     items, stats = tokenize_examples([long_question, chat("hi")], tiny_tokenizer, fits)
@@ -258,7 +165,7 @@ def test_truncation_and_examples_without_targets(tiny_tokenizer: Any) -> None:  
         tokenize_example({"prompt": "x"}, tiny_tokenizer, 16)
 
 
-def test_packing_never_splits_and_masks_boundaries(tiny_tokenizer: Any) -> None:  # noqa: F811
+def test_packing_never_splits_and_masks_boundaries(tiny_tokenizer: Any) -> None:
     items, _ = tokenize_examples(examples(30), tiny_tokenizer, 128)
     rows = pack_rows(items, 128)
     assert len(rows) < len(items) and all(len(r.input_ids) <= 128 for r in rows)
@@ -272,7 +179,7 @@ def test_packing_never_splits_and_masks_boundaries(tiny_tokenizer: Any) -> None:
     assert "attention_mask" not in batch and batch["position_ids"].shape == batch["input_ids"].shape
 
 
-def test_packed_loss_equals_unpacked_loss(untied_llama_dir: Path, tiny_tokenizer: Any) -> None:  # noqa: F811
+def test_packed_loss_equals_unpacked_loss(untied_llama_dir: Path, tiny_tokenizer: Any) -> None:
     """Position ids that restart make transformers isolate the packed examples: same loss, exactly.
 
     (Only without a KV cache: with one, transformers skips the packed-sequence mask. Training never
@@ -427,8 +334,8 @@ def test_qlora_trains_on_the_cpu(untied_llama_dir: Path, tmp_path: Path) -> None
 # --- pipeline and CLI ----------------------------------------------------------------------------------
 
 
-def test_tune_registers_a_peft_adapter_with_lineage(tune_cli: Any, tune_project: Path) -> None:
-    result = tune_cli("tune", "a-lora", "--json", cwd=tune_project)
+def test_tune_registers_a_peft_adapter_with_lineage(cli: Any, tune_project: Path) -> None:
+    result = cli("tune", "a-lora", "--json", cwd=tune_project)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["version"] == "adapter/a-lora/v1" and report["metrics"]["steps"] == 12
@@ -460,13 +367,13 @@ def test_tune_registers_a_peft_adapter_with_lineage(tune_cli: Any, tune_project:
     assert ProjectRuntime(config).adapter_path("a-lora") == folder  # what chains load
 
 
-def test_adapter_loads_with_plain_peft_and_changes_the_output(tune_cli: Any, tune_project: Path,
+def test_adapter_loads_with_plain_peft_and_changes_the_output(cli: Any, tune_project: Path,
                                                               untied_llama_dir: Path) -> None:  # fmt: skip
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    result = tune_cli("tune", "a-lora", cwd=tune_project)
+    result = cli("tune", "a-lora", cwd=tune_project)
     assert result.exit_code == 0
     # Not a terminal: plain progress lines instead of a live bar, ending at the last step.
     import re
@@ -489,9 +396,9 @@ def test_adapter_loads_with_plain_peft_and_changes_the_output(tune_cli: Any, tun
     assert (after - before).abs().max() > 1e-3
 
 
-def test_dry_run_plans_without_training_or_registering(tune_cli: Any, tune_project: Path) -> None:
+def test_dry_run_plans_without_training_or_registering(cli: Any, tune_project: Path) -> None:
     head = git(tune_project, "rev-parse", "HEAD")
-    result = tune_cli("tune", "a-qlora", "--dry-run", "--json", cwd=tune_project)
+    result = cli("tune", "a-qlora", "--dry-run", "--json", cwd=tune_project)
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
     assert plan["trainable_params"] == 2048 and 0 < plan["trainable_pct"] < 100
@@ -500,7 +407,7 @@ def test_dry_run_plans_without_training_or_registering(tune_cli: Any, tune_proje
     assert plan["tokens"] > plan["target_tokens"] > 0
     assert plan["memory"]["total"] == sum(v for k, v in plan["memory"].items() if k != "total")
     assert git(tune_project, "rev-parse", "HEAD") == head and not (tune_project / ".llmops" / "runs").exists()
-    table = tune_cli("tune", "a-lora", "--dry-run", "--max-steps", "3", cwd=tune_project)
+    table = cli("tune", "a-lora", "--dry-run", "--max-steps", "3", cwd=tune_project)
     assert table.exit_code == 0 and "trainable parameters" in table.stdout and "3 total" in table.stdout
 
 
@@ -566,14 +473,14 @@ def test_resume_refuses_changed_settings(tune_project: Path) -> None:
         run_tune(load_config(tune_project), "a-lora", resume=True)
 
 
-def test_merge_writes_a_full_model_and_guards_qlora(tune_cli: Any, tune_project: Path, tmp_path: Path) -> None:
+def test_merge_writes_a_full_model_and_guards_qlora(cli: Any, tune_project: Path, tmp_path: Path) -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    assert tune_cli("tune", "a-lora", cwd=tune_project).exit_code == 0
+    assert cli("tune", "a-lora", cwd=tune_project).exit_code == 0
     out = tmp_path / "merged"
-    result = tune_cli("tune", "merge", "a-lora", "--output", str(out), "--json", cwd=tune_project)
+    result = cli("tune", "merge", "a-lora", "--output", str(out), "--json", cwd=tune_project)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["version"] == "adapter/a-lora/v1"
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
@@ -586,17 +493,17 @@ def test_merge_writes_a_full_model_and_guards_qlora(tune_cli: Any, tune_project:
         base = AutoModelForCausalLM.from_pretrained(source)
         peft = PeftModel.from_pretrained(base, str(tune_project / "artifacts/adapter/a-lora")).eval()(ids).logits
     assert torch.allclose(merged, peft, atol=1e-5)
-    again = tune_cli("tune", "merge", "a-lora", "--output", str(out), cwd=tune_project)
+    again = cli("tune", "merge", "a-lora", "--output", str(out), cwd=tune_project)
     assert again.exit_code == 0  # a folder this command wrote may be replaced
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "keep.txt").write_text("x")
-    refused = tune_cli("tune", "merge", "a-lora", "--output", str(tmp_path / "mine"), cwd=tune_project)
+    refused = cli("tune", "merge", "a-lora", "--output", str(tmp_path / "mine"), cwd=tune_project)
     assert refused.exit_code == 2 and "not overwriting" in refused.stderr
 
-    assert tune_cli("tune", "a-qlora", cwd=tune_project).exit_code == 0
-    quantized = tune_cli("tune", "merge", "a-qlora", cwd=tune_project)
+    assert cli("tune", "a-qlora", cwd=tune_project).exit_code == 0
+    quantized = cli("tune", "merge", "a-qlora", cwd=tune_project)
     assert quantized.exit_code == 2 and "--dequantize" in quantized.stderr
-    dequantized = tune_cli("tune", "merge", "a-qlora", "--dequantize", cwd=tune_project)
+    dequantized = cli("tune", "merge", "a-qlora", "--dequantize", cwd=tune_project)
     assert dequantized.exit_code == 0, dequantized.output
     assert "full precision" in dequantized.stderr
     assert (tune_project / ".llmops" / "merged" / "a-qlora" / "model.safetensors").is_file()
@@ -615,8 +522,8 @@ def test_accelerate_command_line(tmp_path: Path) -> None:
     assert with_file[3:5] == ["--config_file", str(tmp_path / "fsdp.yaml")] and "--multi_gpu" not in with_file
 
 
-def test_accelerate_launch_on_the_cpu(tune_cli: Any, tune_project: Path) -> None:
-    result = tune_cli("tune", "a-lora", "--launcher", "accelerate", "--num-processes", "1", "--json",
+def test_accelerate_launch_on_the_cpu(cli: Any, tune_project: Path) -> None:
+    result = cli("tune", "a-lora", "--launcher", "accelerate", "--num-processes", "1", "--json",
                       cwd=tune_project)  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -638,16 +545,16 @@ def test_importing_tune_stays_light(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_sample_project_qlora_steps_with_smollm2(tmp_path: Path, tune_cli: Any) -> None:
+def test_sample_project_qlora_steps_with_smollm2(tmp_path: Path, cli: Any) -> None:
     root = tmp_path / "sample"
     shutil.copytree(SAMPLE_PROJECT, root)
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "sample")
-    plan = tune_cli("tune", "support-lora", "--dry-run", "--json", cwd=root)
+    plan = cli("tune", "support-lora", "--dry-run", "--json", cwd=root)
     assert plan.exit_code == 0, plan.output
     assert json.loads(plan.stdout)["trainable_params"] == 460_800  # r=8 on q_proj and v_proj of 30 layers
-    result = tune_cli("tune", "support-lora", "--max-steps", "2", "--json", cwd=root)
+    result = cli("tune", "support-lora", "--max-steps", "2", "--json", cwd=root)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["version"] == "adapter/support-lora/v1"
 
@@ -668,8 +575,8 @@ def test_training_on_a_gpu_in_mixed_precision(untied_llama_dir: Path, tmp_path: 
     assert result.eval_loss_after < result.eval_loss_before
 
 
-def test_dry_run_shows_processes_shards_and_the_launch_command(tune_cli: Any, tune_project: Path) -> None:
-    result = tune_cli("tune", "a-lora", "--dry-run", "--num-processes", "2", "--json", cwd=tune_project)
+def test_dry_run_shows_processes_shards_and_the_launch_command(cli: Any, tune_project: Path) -> None:
+    result = cli("tune", "a-lora", "--dry-run", "--num-processes", "2", "--json", cwd=tune_project)
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
     assert plan["launcher"] == "accelerate" and plan["num_processes"] == 2 and plan["effective_batch"] == 8
@@ -677,7 +584,7 @@ def test_dry_run_shows_processes_shards_and_the_launch_command(tune_cli: Any, tu
     assert plan["rows"] == 49 and plan["shard_rows"] == [28, 28] and plan["steps_per_epoch"] == 7
     command = plan["command"]
     assert command[command.index("--num_processes") + 1] == "2" and "llmops_cli.tune.worker" in command
-    table = tune_cli("tune", "a-lora", "--dry-run", "--num-processes", "2", cwd=tune_project)
+    table = cli("tune", "a-lora", "--dry-run", "--num-processes", "2", cwd=tune_project)
     assert table.exit_code == 0 and "process 1" in table.stdout and "accelerate.commands.launch" in table.stdout
     assert "4 per process x 2 processes x 1 accumulated" in table.stdout
     assert not (tune_project / ".llmops" / "runs").exists()

@@ -34,8 +34,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.test_models import REPO_ROOT, tiny_tokenizer, untied_llama_dir  # noqa: F401  (fixtures)
-from tests.test_tune import CLI_SCRIPT, adapter_tensors, assert_same_tensors, write_project
+from tests.fixtures.tuning import CLI_SCRIPT, adapter_tensors, assert_same_tensors, write_project
+from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,7 @@ import pytest
 
 from llmops_cli.errors import EXIT_USAGE
 from llmops_cli.validation import validate_project
-
-from .conftest import SAMPLE_PROJECT, git
+from tests.helpers import SAMPLE_PROJECT, git
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ import pytest
 from llmops_cli.errors import UnavailableError, UsageError, VersioningError
 from llmops_cli.versioning import ArtifactRef, ArtifactRegistry, Input, parse_trailers, sha256_file
 from llmops_cli.versioning import remote as remote_mod
-
-from .conftest import git
+from tests.helpers import git
 
 THRESHOLD = 1024
 
