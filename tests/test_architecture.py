@@ -162,3 +162,47 @@ def test_the_check_sees_a_cycle_and_a_private_import() -> None:
     assert is_private("_with_adapter") and not is_private("__version__")
     assert package_of("llmops_cli.providers.local") == "llmops_cli.providers"
     assert package_of("llmops_cli") == "llmops_cli"
+
+
+def _where_things_live() -> list[tuple[set[str], list[str], list[str]]]:
+    """README's "Where things live" rows: (top-level commands, CLI module files, core paths)."""
+    import re
+
+    text = (ROOT.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Where things live", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`llmops "):
+            continue
+        names = re.findall(r"`([^`]+)`", cells[0])
+        commands = {names[0].split()[1]} | {n.split()[0] for n in names[1:]}
+        rows.append((commands, re.findall(r"`([^`]+)`", cells[1]), re.findall(r"`([^`]+)`", cells[2])))
+    return rows
+
+
+def test_readme_maps_every_command_to_its_cli_module_and_core() -> None:
+    import typer.main
+
+    from llmops_cli.cli.app import app
+
+    rows = _where_things_live()
+    assert rows, "README.md has no 'Where things live' table"
+    for _commands, cli_files, core in rows:
+        for name in cli_files:
+            assert (ROOT / "cli" / name).is_file(), f"README names llmops_cli/cli/{name}, which does not exist"
+        for path in core:
+            assert (ROOT / path.rstrip("/")).exists(), f"README names llmops_cli/{path}, which does not exist"
+
+    def modules(command: object) -> set[str]:
+        found = {command.callback.__module__} if getattr(command, "callback", None) else set()  # type: ignore[attr-defined]
+        for sub in getattr(command, "commands", {}).values():
+            found |= modules(sub)
+        return found
+
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        listed = {f"llmops_cli.cli.{f.removesuffix('.py')}" for cmds, files, _ in rows if name in cmds for f in files}
+        assert listed, f"README's 'Where things live' has no row for 'llmops {name}'"
+        assert modules(command) <= listed, (
+            f"'llmops {name}' lives in {sorted(modules(command))}, README says {sorted(listed)}"
+        )
