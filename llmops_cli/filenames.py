@@ -1,7 +1,8 @@
 """Well-known file names inside model, adapter and tokenizer folders (Hugging Face and PEFT layouts).
 
 One place for the names many modules look for, so a check like "is this an adapter folder" reads
-the same everywhere. Artifact manifests (``artifact.json``) belong to :mod:`llmops_cli.versioning`.
+the same everywhere. Artifact manifests (``artifact.json``) belong to :mod:`llmops_cli.versioning`
+(``versioning.artifacts.MANIFEST``).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from llmops_cli.package.bundle_parts import monitor_of, retrievers_of, ship_code
 from llmops_cli.package.plan import EMBEDDED_PIP, PLACEHOLDER_DIR, PackagePlan
 from llmops_cli.package.requirements import Needs
 from llmops_cli.package.sources import Component, registered
+from llmops_cli.versioning.artifacts import MANIFEST
 
 if TYPE_CHECKING:
     from llmops_cli.config.chains import PromptStep
@@ -222,7 +223,7 @@ def _evals(plan: PackagePlan, registry: ArtifactRegistry, prompts: dict[str, Any
             or (target.prompt in prompts and (not plan.model or target.model in (None, plan.model)))
         )
         folder = registry.folder("eval", suite)
-        if not relevant or not (folder / "artifact.json").is_file():
+        if not relevant or not (folder / MANIFEST).is_file():
             continue
         art = registered(registry, "eval", suite, hint=f"Run 'llmops eval {suite}'.")
         if "results.json" not in art.files:

@@ -18,6 +18,7 @@ from llmops_cli.package.archive import Entry
 from llmops_cli.package.indexes import export_index
 from llmops_cli.package.plan import EMBEDDED_PIP, PLACEHOLDER_DIR, PackagePlan, RetrieverInfo
 from llmops_cli.package.sources import Component, folder_files, registered
+from llmops_cli.versioning.artifacts import MANIFEST
 
 if TYPE_CHECKING:
     from llmops_cli.config.packages import PackageSpec
@@ -40,7 +41,7 @@ def retrievers_of(
     entries: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(names):
         spec = retriever_spec(plan.config, name)
-        if not registry.folder("index", name).joinpath("artifact.json").is_file():
+        if not registry.folder("index", name).joinpath(MANIFEST).is_file():
             raise UsageError(f"Retriever '{name}' has no registered index yet.", hint=f"Run 'llmops index {name}'.")
         art = registered(registry, "index", name, hint=f"Run 'llmops index {name}'.")
         index_json = json.loads(art.files["index.json"].read_text(encoding="utf-8"))

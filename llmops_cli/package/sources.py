@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.errors import UnavailableError, UsageError, VersioningError
 from llmops_cli.filenames import MODEL_CONFIG
 from llmops_cli.package.archive import Entry
+from llmops_cli.versioning.artifacts import MANIFEST
 
 if TYPE_CHECKING:
     from llmops_cli.config.project import ModelSpec, ProjectConfig
     from llmops_cli.config.quantized import QuantizedSpec
     from llmops_cli.versioning import ArtifactRegistry
 
-ARTIFACT_MANIFEST = "artifact.json"
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
 
 
@@ -68,7 +68,7 @@ class Registered:
 
     def entries(self, prefix: str) -> tuple[list[Entry], dict[str, str]]:
         """Bundle entries under ``prefix`` (artifact.json included) and their expected hashes."""
-        entries = [Entry(f"{prefix}/{ARTIFACT_MANIFEST}", source=self.folder / ARTIFACT_MANIFEST)]
+        entries = [Entry(f"{prefix}/{MANIFEST}", source=self.folder / MANIFEST)]
         expected = {}
         for rel, source in sorted(self.files.items()):
             entries.append(Entry(f"{prefix}/{rel}", source=source))
@@ -82,10 +82,10 @@ class Registered:
 def registered(registry: ArtifactRegistry, kind: str, name: str, *, hint: str) -> Registered:
     """The checked-out version of ``kind/name``; ``hint`` says how to build it when it is missing."""
     folder = registry.folder(kind, name)
-    manifest_file = folder / ARTIFACT_MANIFEST
+    manifest_file = folder / MANIFEST
     if not manifest_file.is_file():
         where = folder.relative_to(registry.project_root) if folder.is_relative_to(registry.project_root) else folder
-        raise UsageError(f"{kind} '{name}' has not been built yet ({where}/ has no {ARTIFACT_MANIFEST}).", hint=hint)
+        raise UsageError(f"{kind} '{name}' has not been built yet ({where}/ has no {MANIFEST}).", hint=hint)
     raw = manifest_file.read_bytes()
     origin = f"{folder.relative_to(registry.project_root) if folder.is_relative_to(registry.project_root) else folder}"
     try:
@@ -93,10 +93,10 @@ def registered(registry: ArtifactRegistry, kind: str, name: str, *, hint: str) -
         version = int(manifest.get("version", 0))
         items = [(str(i["path"]), i["sha256"], int(i["size"])) for i in manifest.get("files", [])]
     except (ValueError, TypeError, KeyError, AttributeError) as error:
-        raise VersioningError(f"{origin}/{ARTIFACT_MANIFEST} is not a valid artifact manifest ({error})") from None
+        raise VersioningError(f"{origin}/{MANIFEST} is not a valid artifact manifest ({error})") from None
     files, shas = {}, {}
     for rel, sha, size in items:
-        check_manifest_entry(rel, sha, f"{origin}/{ARTIFACT_MANIFEST}")
+        check_manifest_entry(rel, sha, f"{origin}/{MANIFEST}")
         local = folder / rel
         if local.is_file() and local.stat().st_size == size:
             files[rel] = local

@@ -104,8 +104,10 @@ def _check_target(target: Path) -> None:
 
 
 def _current_version(adapter_dir: Path) -> str | None:
+    from llmops_cli.versioning.artifacts import MANIFEST
+
     try:
-        manifest = json.loads((adapter_dir / "artifact.json").read_text(encoding="utf-8"))
+        manifest = json.loads((adapter_dir / MANIFEST).read_text(encoding="utf-8"))
         return f"{manifest['artifact']}/v{manifest['version']}"
     except (OSError, ValueError, KeyError):
         return None
