@@ -600,3 +600,20 @@ def test_gpu_check_skips_every_part_without_a_gpu(tmp_path: Path) -> None:
     assert [p["part"] for p in report["parts"]] == ["gpu tests", "tune", "quantize", "serve", "ddp"]
     assert all(p["status"] == "skipped" and "CUDA" in p["result"] for p in report["parts"])
     assert (tmp_path / "gpu_check.txt").read_text() in done.stdout + "\n"
+
+
+def test_the_launch_follows_the_options_then_the_adapter(tune_project: Path) -> None:
+    from llmops_cli.tune import choose_launch, parse_tune_config
+    from llmops_cli.validation import load_config
+
+    cfg = load_config(tune_project)
+    spec = parse_tune_config(cfg, "a-lora")
+    assert spec.launcher.type == "single"
+    assert choose_launch(cfg, spec).kind == "single" and choose_launch(cfg, spec).config_file is None
+    implied = choose_launch(cfg, spec, num_processes=3)  # a process count implies accelerate
+    assert (implied.kind, implied.num_processes) == ("accelerate", 3)
+    assert choose_launch(cfg, spec, launcher="single", num_processes=3).kind == "single"  # unless one is named
+    accelerate_file = tune_project / "accelerate.yaml"
+    by_file = choose_launch(cfg, spec, config_file=accelerate_file)
+    assert by_file.kind == "accelerate" and by_file.config_file == accelerate_file
+    assert choose_launch(cfg, spec, launcher="single", config_file=accelerate_file).config_file is None

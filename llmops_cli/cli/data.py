@@ -107,14 +107,8 @@ def snapshot(
 ) -> None:
     """Clean, deduplicate and split a dataset, and version it as dataset/NAME/vN (reused when unchanged)."""
     from llmops_cli.data import snapshot_dataset
-    from llmops_cli.data.tokens import training_adapter
 
-    cfg = STATE.config()
-    adapter = training_adapter(cfg, name)
-    training = cfg.adapters[adapter].training if adapter else None
-    split = eval_split if eval_split is not None else float(training.eval_split if training else 0.1)
-    chosen_seed = seed if seed is not None else int(training.seed if training else 42)
-    snap = snapshot_dataset(cfg, name, eval_split=split, seed=chosen_seed)
+    snap = snapshot_dataset(STATE.config(), name, eval_split=eval_split, seed=seed)
     if json_out:
         output.print_json(render_data.snapshot_dict(snap))
         return

@@ -57,29 +57,26 @@ def run(
     json_out: JsonOpt = False,
 ) -> None:
     """Train an adapter and register it as adapter/NAME/vN (Ctrl-C saves a checkpoint; --resume continues)."""
-    from llmops_cli.tune import launch_tune, parse_tune_config, plan_tune, run_tune
+    from llmops_cli.tune import choose_launch, launch_tune, parse_tune_config, plan_tune, run_tune
 
     consent_to_code(allow_code)
     cfg = STATE.config()
     tune = parse_tune_config(cfg, adapter)
-    # --num-processes / --accelerate-config only mean something under accelerate: they imply it.
-    implied = "accelerate" if (num_processes or accelerate_config) else tune.launcher.type
-    kind = launcher.value if launcher else implied
-    processes = num_processes or tune.launcher.num_processes
-    config_file = accelerate_config or (
-        cfg.resolve_path(tune.launcher.config_file) if tune.launcher.config_file else None
-    )
+    launch = choose_launch(
+        cfg, tune, launcher=launcher.value if launcher else None, num_processes=num_processes,
+        config_file=accelerate_config,
+    )  # fmt: skip
     if dry_run:
         plan = plan_tune(
-            cfg, tune, max_steps=max_steps, num_processes=processes or 1, launcher=kind,
-            config_file=config_file if kind == "accelerate" else None,
+            cfg, tune, max_steps=max_steps, num_processes=launch.num_processes or 1, launcher=launch.kind,
+            config_file=launch.config_file,
         )  # fmt: skip
         output.print_json(plan.as_dict()) if json_out else render_tune.print_plan(plan)
         return
-    if kind == "accelerate":
+    if launch.kind == "accelerate":
         result = launch_tune(
-            cfg, tune, resume=resume, max_steps=max_steps, num_processes=processes, config_file=config_file,
-            echo=output.info,
+            cfg, tune, resume=resume, max_steps=max_steps, num_processes=launch.num_processes,
+            config_file=launch.config_file, echo=output.info,
         )  # fmt: skip
     else:
         with render_tune.train_progress(adapter, enabled=not (json_out or STATE.quiet)) as report:

@@ -89,10 +89,23 @@ def split_rows(fmt: str, rows: list[Row], *, eval_split: float, seed: int) -> tu
     return train, held_out
 
 
-def snapshot_dataset(config: ProjectConfig, name: str, *, eval_split: float = 0.1, seed: int = 42) -> Snapshot:
-    """Clean, deduplicate and split dataset ``name``; register it as ``dataset/NAME/vN`` (or reuse)."""
+def snapshot_dataset(
+    config: ProjectConfig, name: str, *, eval_split: float | None = None, seed: int | None = None
+) -> Snapshot:
+    """Clean, deduplicate and split dataset ``name``; register it as ``dataset/NAME/vN`` (or reuse).
+
+    ``eval_split`` and ``seed`` default to those of the adapter that trains on the dataset (so a
+    snapshot taken by hand is the one ``llmops tune`` reuses), else 0.1 and 42.
+    """
+    from llmops_cli.data.tokens import training_adapter
     from llmops_cli.versioning import ArtifactRegistry
 
+    adapter = training_adapter(config, name)
+    training = config.adapters[adapter].training if adapter else None
+    if eval_split is None:
+        eval_split = float(training.eval_split) if training else 0.1
+    if seed is None:
+        seed = int(training.seed) if training else 42
     if not 0 <= eval_split <= 0.5:
         raise UsageError(f"eval_split must be between 0 and 0.5, not {eval_split}")
     spec = dataset_spec(config, name)

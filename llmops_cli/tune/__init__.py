@@ -4,7 +4,7 @@ Importing this package is cheap: torch, transformers, peft, accelerate and bitsa
 imported inside the functions that use them.
 """
 
-from llmops_cli.tune.launcher import accelerate_command, launch_tune
+from llmops_cli.tune.launcher import Launch, accelerate_command, choose_launch, launch_tune
 from llmops_cli.tune.merge import MergeResult, merge_adapter
 from llmops_cli.tune.pipeline import TuneResult, execute_run, open_run, plan_tune, run_tune, stop_on_signals
 from llmops_cli.tune.plan import TunePlan
@@ -12,6 +12,7 @@ from llmops_cli.tune.spec import LauncherSpec, LoraSpec, QuantSpec, TrainingSpec
 from llmops_cli.tune.trainer import TrainEvent, TrainingInterrupted, TrainResult, train
 
 __all__ = [
+    "Launch",
     "LauncherSpec",
     "LoraSpec",
     "MergeResult",
@@ -24,6 +25,7 @@ __all__ = [
     "TunePlan",
     "TuneResult",
     "accelerate_command",
+    "choose_launch",
     "execute_run",
     "launch_tune",
     "merge_adapter",

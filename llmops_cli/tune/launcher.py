@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,35 @@ if TYPE_CHECKING:
     from llmops_cli.config.project import ProjectConfig
 
 WORKER_MODULE = "llmops_cli.tune.worker"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a run is started: ``single`` (this process) or ``accelerate`` (``accelerate launch``)."""
+
+    kind: str
+    num_processes: int | None  # None: accelerate's default (its config file, or one process)
+    config_file: Path | None  # an ``accelerate config`` file; only under accelerate
+
+
+def choose_launch(
+    config: ProjectConfig,
+    spec: AdapterSpec,
+    *,
+    launcher: str | None = None,
+    num_processes: int | None = None,
+    config_file: Path | None = None,
+) -> Launch:
+    """The launch the options ask for, else the adapter's ``launcher:`` block.
+
+    A process count or an accelerate config file only means something under accelerate, so either
+    implies it unless a launcher is named.
+    """
+    implied = "accelerate" if (num_processes or config_file) else spec.launcher.type
+    kind = launcher or implied
+    declared = spec.launcher.config_file
+    chosen_file = config_file or (config.resolve_path(declared) if declared else None)
+    return Launch(kind, num_processes or spec.launcher.num_processes, chosen_file if kind == "accelerate" else None)
 
 
 def accelerate_command(
