@@ -412,6 +412,29 @@ def test_smollm2_streams_word_by_word_and_stops_when_closed(project: Path, runti
     clear_provider_cache()
 
 
+@pytest.mark.integration
+def test_a_local_stream_that_fails_still_counts_its_prompt(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmops_cli.providers import get_provider
+    from llmops_cli.providers import local as local_mod
+
+    path = project / "llmops.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["models"]["base"]["runtime"] = "transformers"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    provider: Any = get_provider(load_config(project), "base")
+    request = GenerationRequest(({"role": "user", "content": "Hello?"},), GenerationParams(max_new_tokens=4))
+
+    def out_of_memory(*_a: object, **_k: object) -> None:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(local_mod, "seeded_generate", out_of_memory)
+    stream = TextStream(provider, request)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        list(stream)
+    assert stream.prompt_tokens == len(provider.encode(request)) > 0  # what the request log records
+    clear_provider_cache()
+
+
 def test_a_client_leaving_mid_stream_is_logged_as_499(served: Path) -> None:
     class Chatty(SlowProvider):
         def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:

@@ -90,6 +90,7 @@ class TextStream:
                     return
                 except BaseException:  # the provider failed (prompt too long...): nothing left to drain
                     finished = True
+                    self.prompt_tokens = _prompt_tokens(inner, self.request)  # the log still counts the prompt
                     raise
                 self.text += piece
                 yield piece
@@ -109,6 +110,15 @@ class TextStream:
         self.prompt_tokens, self.completion_tokens = result.prompt_tokens, result.completion_tokens
         if result.finish_reason != "cancelled":
             self.finish_reason = result.finish_reason
+
+
+def _prompt_tokens(provider: Any, request: GenerationRequest) -> int:
+    """The prompt's token count when the provider can say it (0 when it cannot, or does not fit)."""
+    encode = getattr(provider, "encode", None)
+    try:
+        return len(encode(request)) if callable(encode) else 0
+    except Exception:  # noqa: BLE001 - a count for the log; the failure itself is being raised
+        return 0
 
 
 def _streaming_inner(provider: Provider) -> Any:
