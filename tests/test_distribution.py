@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import sysconfig
-import venv
 import zipfile
 from pathlib import Path
 
 import pytest
 import tomllib
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, venv_with_wheel
 
 DIST = "llmops-cli"
 # A line that tells a user to install the squatted name: `pip install llmops`, "llmops[all]",
@@ -140,21 +138,14 @@ def test_built_wheel_installs_a_working_llmops_in_a_fresh_venv(tmp_path: Path, b
     assert "torch>=2.4; extra == 'all'" in requires
     assert not any(re.match(r"llmops(?![-_])", r) for r in requires)
 
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False).create(env_dir)
-    python = env_dir / "bin" / "python"
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert install.returncode == 0, install.stdout + install.stderr
+    python = venv_with_wheel(tmp_path / "venv", wheel)
     # The core dependencies come from this environment (no network in tests); llmops itself from the wheel.
     fresh_site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     Path(fresh_site, "deps-from-test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    llmops = env_dir / "bin" / "llmops"
+    llmops = python.with_name("llmops")
     version = subprocess.run([str(llmops), "--version"], capture_output=True, text=True, cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("llmops "), version.stdout + version.stderr
     probe = "import importlib.metadata as m, llmops_cli as c; print(c.__file__, m.version('llmops-cli'))"

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-import venv
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, venv_with_wheel
 
 
 @pytest.mark.slow
 def test_wheel_in_fresh_venv_has_templates_and_schema(tmp_path: Path, built_wheel: Path) -> None:
     wheel = built_wheel
     assert wheel.name.startswith("llmops_cli-")
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False).create(env_dir)
-    python = env_dir / "bin" / "python"
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert install.returncode == 0, install.stdout + install.stderr
+    python = venv_with_wheel(tmp_path / "venv", wheel)
     probe = (
         "import json, llmops_cli.resources as r, llmops_cli.scaffold as s;"
         "print(json.dumps({'templates': str(r.templates_dir()), 'schema': r.load_schema()['$id'],"
