@@ -55,8 +55,13 @@ def test_ready_turns_503_while_the_store_is_down_and_feedback_fails_fast(
         try:
             assert httpx.post(url + "/v1/chat/completions", json=chat_body(), headers=auth()).status_code == 200
             deadline = time.monotonic() + 20
-            while (answer := httpx.get(url + "/ready")).status_code == 200:
-                assert time.monotonic() < deadline, "the store failure never reached /ready"
+            while True:
+                answer = httpx.get(url + "/ready")
+                # The first failure can be the killed connection (AdminShutdown); the reconnects that
+                # follow within a few hundredths of a second say why the store stays down.
+                if answer.status_code == 503 and "accepting connections" in answer.json().get("store_error", ""):
+                    break
+                assert time.monotonic() < deadline, f"the store failure never reached /ready: {answer.text}"
                 time.sleep(0.05)
             assert answer.status_code == 503 and answer.json()["status"] == "store_unavailable"
             assert "not currently accepting connections" in answer.json()["store_error"]
