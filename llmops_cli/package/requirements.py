@@ -133,7 +133,7 @@ def llmops_wheel() -> tuple[str, bytes]:
     sources = _wheel_sources()
     stem = f"{re.sub(r'[-_.]+', '_', DIST_NAME)}-{dist.version}"  # a wheel's file and .dist-info spell it llmops_cli
     key = hashlib.sha256(
-        repr((stem, [(arc, p, p.stat().st_size, p.stat().st_mtime_ns) for arc, p in sources])).encode()
+        repr((stem, [(arc, p, (st := p.stat()).st_size, st.st_mtime_ns) for arc, p in sources])).encode()
     )
     cache = llmops_home() / "wheels" / f"{stem}-{key.hexdigest()[:32]}.whl"
     name = f"{stem}-py3-none-any.whl"
