@@ -34,8 +34,11 @@ from llmops_cli.cli import (
     tune,
 )
 from llmops_cli.cli.base import LlmopsTyper
+from llmops_cli.cli.coercion import install as install_fast_coercion
 from llmops_cli.cli.state import STATE
 from llmops_cli.errors import EXIT_CODES
+
+install_fast_coercion()  # no pydantic import on every command (typer coerces through it)
 
 _EPILOG = "Exit codes: " + "; ".join(f"{code} {text.split(' (')[0]}" for code, text in EXIT_CODES.items())
 
