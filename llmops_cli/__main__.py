@@ -4,9 +4,11 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from llmops_cli.cli.app import app
+    import sys
 
-    app(prog_name="llmops")
+    from llmops_cli.cli.app import for_argv
+
+    for_argv(sys.argv[1:])(prog_name="llmops")
 
 
 if __name__ == "__main__":
