@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmops_cli.config.chains import DEFAULT_QUERY, STEP_KINDS
 from llmops_cli.config.problems import Finding
+from llmops_cli.memo import Memo
 from llmops_cli.prompts.checks import example_findings, step_variable_findings
 from llmops_cli.prompts.deps import (
     KeyPath,
@@ -67,7 +68,27 @@ def _section(data: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def _names(source: str, *, expression: bool = False) -> set[str]:
-    """Names a Jinja template (or a bare ``when`` expression) reads, minus ``x is defined`` guards."""
+    """Names a Jinja template (or a bare ``when`` expression) reads, minus ``x is defined`` guards
+    (remembered across runs for templates that parse: see :mod:`llmops_cli.memo`)."""
+    key = _NAMES.key(source, expression)
+    known = _NAMES.get(key)
+    if isinstance(known, list):
+        return set(known)
+    names = _parse_names(source, expression=expression)
+    if names is not None:
+        _NAMES.put(key, sorted(names))
+    return names or set()
+
+
+_NAMES = Memo(
+    "jinja-names",
+    code=[__file__, str(Path(__file__).parents[1] / "prompts" / "sandbox.py")],
+    libraries=["jinja2"],
+)
+
+
+def _parse_names(source: str, *, expression: bool = False) -> set[str] | None:
+    """:func:`_names`, computed; None when the template does not parse."""
     from jinja2 import TemplateSyntaxError, nodes
 
     from llmops_cli.prompts.sandbox import environment
@@ -81,7 +102,7 @@ def _names(source: str, *, expression: bool = False) -> set[str]:
     try:
         ast = env.parse(text)
     except TemplateSyntaxError:
-        return set()  # a syntax error is reported where the template is rendered
+        return None  # a syntax error is reported where the template is rendered
     from jinja2 import meta
 
     names = set(meta.find_undeclared_variables(ast)) - set(env.globals)

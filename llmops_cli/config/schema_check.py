@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from llmops_cli.config.problems import ProblemList, did_you_mean
+from llmops_cli.memo import Memo, canonical
 
 _TYPE_NAMES = {
     dict: "a mapping",
@@ -41,11 +43,38 @@ def _kind_choice(error: Any) -> str | None:
 
 
 def check(data: Any, schema: dict[str, Any], problems: ProblemList) -> None:
+    """Add a problem for every way ``data`` fails ``schema``.
+
+    A document that passed is remembered (:mod:`llmops_cli.memo`, keyed by the document, the
+    schema, this code and the installed jsonschema): checking it again needs no jsonschema.
+    """
+    digest = _schema_digest(schema)
+    key = _MEMO.key(digest, data) if digest else None
+    if _MEMO.get(key):
+        return
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(schema)
-    for error in validator.iter_errors(data):
+    failed = False
+    for error in jsonschema.Draft202012Validator(schema).iter_errors(data):
+        failed = True
         _report(error, problems)
+    if not failed:
+        _MEMO.put(key, True)
+
+
+_MEMO = Memo("schema-valid", code=[__file__], libraries=["jsonschema"])
+_SCHEMA_DIGESTS: dict[int, tuple[dict[str, Any], str]] = {}
+
+
+def _schema_digest(schema: dict[str, Any]) -> str | None:
+    known = _SCHEMA_DIGESTS.get(id(schema))
+    if known is None or known[0] is not schema:  # the schemas are loaded once (resources.load_schema)
+        spelled = canonical(schema)
+        if spelled is None:
+            return None
+        known = (schema, hashlib.sha256(spelled.encode()).hexdigest())
+        _SCHEMA_DIGESTS[id(schema)] = known
+    return known[1]
 
 
 def _report(error: Any, problems: ProblemList) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import ConfigError, UsageError
 from llmops_cli.generation import GenerationParams, Message
+from llmops_cli.memo import Memo
 
 if TYPE_CHECKING:
     from llmops_cli.config import ProjectConfig
@@ -152,8 +153,6 @@ def _variables(raw: Any) -> dict[str, VariableSpec]:
 
 def _syntax_problems(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
     """Jinja syntax errors of every template in ``data``, as (key path, message)."""
-    from jinja2 import TemplateSyntaxError
-
     from llmops_cli.prompts.render import environment
 
     found: list[tuple[tuple[str | int, ...], str]] = []
@@ -164,11 +163,22 @@ def _syntax_problems(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], 
     for path, source in sources:
         if not isinstance(source, str):
             continue
+        key = PARSED.key(source)
+        if PARSED.get(key):
+            continue
+        from jinja2 import TemplateSyntaxError
+
         try:
             environment().parse(source)
         except TemplateSyntaxError as exc:
             found.append((path, f"Jinja syntax error on template line {exc.lineno}: {exc.message}"))
+        else:
+            PARSED.put(key, True)
     return found
+
+
+# Templates that Jinja parsed (see llmops_cli.memo): validating them again needs no jinja2.
+PARSED = Memo("jinja-parsed", code=[__file__, str(Path(__file__).with_name("sandbox.py"))], libraries=["jinja2"])
 
 
 def _check(located: Located, display: str, env: Mapping[str, str] | None) -> dict[str, Any]:
