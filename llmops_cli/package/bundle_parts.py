@@ -85,10 +85,10 @@ def _embedding(plan: PackagePlan, raw_doc: dict[str, Any], registry: Any, value:
     runtime = sum(p.stat().st_size for rel, p in folder_files(model.folder) if rel.endswith((".safetensors", ".bin")))
     plan.embeddings[value] = runtime
     if value in EMBEDDED_PIP:
-        from importlib import metadata
+        from llmops_cli.versioning.installed import version
 
         pip = EMBEDDED_PIP[value]
-        ref = f"pip:{pip}=={metadata.version(pip)}"
+        ref = f"pip:{pip}=={version(pip)}"
         if not any(c.kind == "embedding" and c.name == value for c in plan.components):
             plan.components.append(Component("embedding", value, ref, model.model_fingerprint))
         return value

@@ -21,10 +21,13 @@ import hashlib
 import re
 import zipfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmops_cli.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 DIST_NAME = "llmops-cli"
@@ -65,6 +68,8 @@ def roots(needs: Needs) -> dict[str, set[str]]:
 
 def closure(start: dict[str, set[str]], no_deps: tuple[str, ...] = ()) -> dict[str, str]:
     """``canonical name -> installed version`` of ``start`` and everything it requires here."""
+    from importlib import metadata
+
     from packaging.requirements import Requirement
 
     skip_deps = {canonical(n) for n in no_deps}
@@ -128,10 +133,11 @@ def llmops_wheel() -> tuple[str, bytes]:
     names, sizes and modification times (the stat key the content hash cache uses too).
     """
     from llmops_cli.paths import atomic_write_bytes, llmops_home
+    from llmops_cli.versioning.installed import version
 
-    dist = metadata.distribution(DIST_NAME)
     sources = _wheel_sources()
-    stem = f"{re.sub(r'[-_.]+', '_', DIST_NAME)}-{dist.version}"  # a wheel's file and .dist-info spell it llmops_cli
+    # a wheel's file and .dist-info spell it llmops_cli
+    stem = f"{re.sub(r'[-_.]+', '_', DIST_NAME)}-{version(DIST_NAME)}"
     key = hashlib.sha256(
         repr((stem, [(arc, p, (st := p.stat()).st_size, st.st_mtime_ns) for arc, p in sources])).encode()
     )
@@ -141,7 +147,9 @@ def llmops_wheel() -> tuple[str, bytes]:
         return name, cache.read_bytes()
     except OSError:
         pass
-    data = _build_wheel(dist, stem, sources)
+    from importlib import metadata  # only to build: its import and search cost ~20 ms
+
+    data = _build_wheel(metadata.distribution(DIST_NAME), stem, sources)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cache, data)

@@ -17,13 +17,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from llmops_cli.errors import UsageError, VersioningError
 from llmops_cli.paths import STATE_DIR, atomic_write_text, file_lock
 from llmops_cli.versioning.gitrepo import GitRepo
+from llmops_cli.versioning.installed import installed_versions
 from llmops_cli.versioning.store import POINTER_SUFFIX, ContentStore, Pointer, check_digest, copy_hashed
 
 KINDS = ("dataset", "adapter", "eval", "quantized", "package", "deploy", "index", "model", "report", "file")
@@ -90,13 +90,9 @@ class ArtifactVersion:
 
 def library_versions(names: tuple[str, ...] = TRACKED_LIBRARIES) -> dict[str, str]:
     """Installed versions (from metadata; nothing is imported)."""
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(_DISTRIBUTIONS.get(name, name))
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    distributions = {name: _DISTRIBUTIONS.get(name, name) for name in names}
+    found = installed_versions(distributions.values())
+    return {name: found[dist] for name, dist in distributions.items() if dist in found}
 
 
 def format_trailers(manifest: Mapping[str, Any]) -> str:
