@@ -24,7 +24,9 @@ __all__ = ["ValidationResult", "load_config", "validate_project"]
 
 def validate_project(root: Path, *, env: Mapping[str, str] | None = None) -> ValidationResult:
     """Check ``root/llmops.yaml``, the prompt files it references and what runs would refuse."""
-    return check_project(root, env=env, runtime=runtime_findings)
+    from llmops_cli.prompts.spec import syntax_problems
+
+    return check_project(root, env=env, runtime=runtime_findings, prompt_check=syntax_problems)
 
 
 def load_config(root: Path, *, env: Mapping[str, str] | None = None) -> ProjectConfig:

@@ -103,10 +103,11 @@ def test_problems_are_found_every_time_and_after_a_valid_version(tmp_path: Path)
     root, home = tmp_path / "p", tmp_path / "home"
     _project(root)
     assert _run(VALIDATE, home, root)[0] == "[]"
-    _project(root, extra="surprise: 1\n")
+    _project(root, extra="surprise: 1\n", prompt=PROMPT.replace("{% endif %}", ""))  # both now broken
     runs = [_run(VALIDATE, home, root) for _ in range(2)]
     assert runs[0] == runs[1]
     assert "unknown key 'surprise'" in runs[0][0]
+    assert "prompts/answer.yaml:1:11: template: Jinja syntax error" in runs[0][0]
     _project(root)  # fixed again: the remembered answers hold
     assert _run(VALIDATE, home, root) == ["[]", "False False"]
 

@@ -28,6 +28,9 @@ from llmops_cli.resources import load_schema
 # each with the `path` in llmops.yaml, its `message` and `at_key`; problems of other files go
 # straight into `problems`.
 RuntimeCheck = Callable[[dict[str, Any], Path, dict[str, Any], list[Problem]], Iterable[Finding]]
+# What a layer above config checks in a prompt file that passed its schema (Jinja syntax):
+# (key path in the file, message) pairs.
+PromptCheck = Callable[[dict[str, Any]], Iterable[tuple[tuple[str | int, ...], str]]]
 
 
 @dataclass
@@ -76,11 +79,16 @@ def _check_document(located: Located, schema: str, env: Mapping[str, str] | None
 
 
 def check_project(
-    root: Path, *, env: Mapping[str, str] | None = None, runtime: RuntimeCheck | None = None
+    root: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    runtime: RuntimeCheck | None = None,
+    prompt_check: PromptCheck | None = None,
 ) -> ValidationResult:
     """Check ``root/llmops.yaml`` and the prompt files it references; collect all problems.
 
-    ``runtime`` adds the checks of layers above config (what a chain run or an eval would refuse);
+    ``runtime`` adds the checks of layers above config (what a chain run or an eval would refuse)
+    and ``prompt_check`` those of a prompt file (its templates' Jinja syntax);
     :func:`llmops_cli.validation.validate_project` passes them, so every command checks the same.
     """
     path = root / CONFIG_NAME
@@ -95,7 +103,7 @@ def check_project(
     if isinstance(data, dict):
         RefChecker(data, root, problems).run()
     all_problems.extend(problems.items)
-    prompt_files = _check_prompt_files(data, root, env, all_problems) if isinstance(data, dict) else {}
+    prompt_files = _check_prompt_files(data, root, env, all_problems, prompt_check) if isinstance(data, dict) else {}
     if isinstance(data, dict) and runtime is not None:
         for finding in runtime(data, root, prompt_files, all_problems):
             problems.add(finding.path, finding.message, at_key=finding.at_key)
@@ -108,7 +116,11 @@ def check_project(
 
 
 def _check_prompt_files(
-    data: dict[str, Any], root: Path, env: Mapping[str, str] | None, out: list[Problem]
+    data: dict[str, Any],
+    root: Path,
+    env: Mapping[str, str] | None,
+    out: list[Problem],
+    prompt_check: PromptCheck | None = None,
 ) -> dict[str, Any]:
     loaded: dict[str, Any] = {}
     models = data.get("models") if isinstance(data.get("models"), dict) else {}
@@ -132,6 +144,9 @@ def _check_prompt_files(
                 problems.add(("examples",), f"examples file '{examples}' does not exist")
             elif isinstance(examples, str) and not allowed and not is_inside(root / examples, root):
                 problems.add(("examples",), outside_message(examples, root / examples, root, entry=f"prompts.{name}"))
+            if prompt_check is not None and not problems.items:
+                for key_path, message in prompt_check(pdata):
+                    problems.add(key_path, message)
         out.extend(problems.items)
         loaded[name] = pdata
     return loaded

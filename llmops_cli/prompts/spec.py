@@ -151,7 +151,7 @@ def _variables(raw: Any) -> dict[str, VariableSpec]:
     return out
 
 
-def _syntax_problems(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+def syntax_problems(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
     """Jinja syntax errors of every template in ``data``, as (key path, message)."""
     from llmops_cli.prompts.render import environment
 
@@ -201,7 +201,7 @@ def _check(located: Located, display: str, env: Mapping[str, str] | None) -> dic
             data = expand(data, env=env, on_missing=missing)
         check(data, load_schema("prompt"), problems)
         if not problems.items:
-            for path, message in _syntax_problems(data):
+            for path, message in syntax_problems(data):
                 problems.add(path, message)
     if problems.items:
         count = len(problems.items)
