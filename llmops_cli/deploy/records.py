@@ -82,9 +82,7 @@ def git_user(registry: ArtifactRegistry) -> str:
     name, email = os.environ.get("GIT_AUTHOR_NAME", ""), os.environ.get("GIT_AUTHOR_EMAIL", "")
     if not name:
         try:
-            reader = registry.git.repo.config_reader()
-            name = str(reader.get_value("user", "name", default=""))
-            email = str(reader.get_value("user", "email", default=""))
+            name, email = registry.git.config_value("user.name"), registry.git.config_value("user.email")
         except Exception:  # an unreadable git config must not stop a deployment
             name = email = ""
     if name:

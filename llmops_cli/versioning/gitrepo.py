@@ -1,17 +1,20 @@
-"""The git operations llmops needs, through gitpython, done without disturbing the user's work.
+"""The git operations llmops needs, as ``git`` subprocesses, done without disturbing the user's work.
 
 ``commit_paths`` commits *only* the given paths: it builds the commit in a temporary index seeded
 from HEAD, so whatever the user has staged or modified elsewhere stays exactly as it was.
+
+Plain ``subprocess`` rather than GitPython: every operation here is a git command anyway, and
+importing GitPython cost ~0.1 s in each command that touches versioning.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from llmops_cli.errors import VersioningError
 
@@ -21,6 +24,9 @@ _FALLBACK_IDENTITY = {
     "GIT_COMMITTER_NAME": "llmops",
     "GIT_COMMITTER_EMAIL": "llmops@localhost",
 }
+# git's messages in plain English whatever the user's locale (as GitPython ran it), so errors read
+# the same everywhere.
+_C_LOCALE = {"LANGUAGE": "C", "LC_ALL": "C"}
 
 
 @dataclass(frozen=True)
@@ -31,40 +37,90 @@ class TagInfo:
     message: str
 
 
+def _run(
+    args: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    input_bytes: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """``git *args`` with its output captured; stdin is ``input_bytes`` or nothing (never a terminal)."""
+    try:
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env={**os.environ, **_C_LOCALE, **(env or {})},
+            input=input_bytes,
+            stdin=None if input_bytes is not None else subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        if exc.filename != "git":  # the work tree itself is gone
+            raise VersioningError(f"git {args[0]} failed: {exc}") from None
+        raise VersioningError(
+            "git is not installed (or not on PATH); llmops versions artifacts in git.",
+            hint="Install git (https://git-scm.com/downloads) and retry.",
+        ) from None
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
 class GitRepo:
     """A git work tree containing the project (the project may be a subdirectory of it)."""
 
     def __init__(self, path: Path) -> None:
-        import git
-
-        try:
-            self.repo = git.Repo(path, search_parent_directories=True)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise VersioningError(
-                f"{path} is not inside a git repository; llmops versions artifacts in git.",
-                hint="Run 'git init' there (or 'llmops init', which does it for you).",
-            ) from None
-        if self.repo.bare or self.repo.working_tree_dir is None:
+        found = _run(["-C", str(path), "rev-parse", "--is-bare-repository", "--absolute-git-dir", "--show-toplevel"])
+        lines = _decode(found.stdout).splitlines()
+        if lines[:1] == ["true"]:
             raise VersioningError(f"{path}: a bare git repository has no work tree to version files in")
-        self.root = Path(self.repo.working_tree_dir).resolve()
-        self._identity_env = self._identity()
+        if found.returncode != 0 or len(lines) != 3:
+            stderr = _decode(found.stderr).strip()
+            if lines or "not a git repository" in stderr or "cannot change to" in stderr:
+                # outside any repository, a path that does not exist, or inside a .git directory
+                raise VersioningError(
+                    f"{path} is not inside a git repository; llmops versions artifacts in git.",
+                    hint="Run 'git init' there (or 'llmops init', which does it for you).",
+                )
+            raise VersioningError(f"git rev-parse failed: {stderr or f'exit status {found.returncode}'}")
+        self.git_dir = lines[1]
+        self.root = Path(lines[2]).resolve()
+        self._identity_env: dict[str, str] | None = None  # looked up with the first git command
 
     # -- helpers -----------------------------------------------------------------------------
     def _identity(self) -> dict[str, str]:
         """Fall back to an 'llmops' identity only when git has none configured."""
-        reader = self.repo.config_reader()
-        has_name = reader.has_option("user", "name") or "GIT_AUTHOR_NAME" in os.environ
-        has_email = reader.has_option("user", "email") or "GIT_AUTHOR_EMAIL" in os.environ
+        found = _run(["config", "--name-only", "--get-regexp", r"^user\.(name|email)$"], cwd=self.root)
+        if found.returncode not in (0, 1):  # 1: neither is set
+            raise VersioningError(f"git config failed: {_decode(found.stderr).strip()}")
+        keys = set(_decode(found.stdout).split())
+        has_name = "user.name" in keys or "GIT_AUTHOR_NAME" in os.environ
+        has_email = "user.email" in keys or "GIT_AUTHOR_EMAIL" in os.environ
         return {} if (has_name and has_email) else dict(_FALLBACK_IDENTITY)
 
-    def git(self, *args: str, env: dict[str, str] | None = None, **kwargs: Any) -> str:
-        import git
+    def git(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        input_bytes: bytes | None = None,
+        strip_newline_in_stdout: bool = True,
+    ) -> str:
+        """``git *args`` in the work tree; its stdout (less one trailing newline unless told otherwise)."""
+        if self._identity_env is None:
+            self._identity_env = self._identity()
+        done = _run(list(args), cwd=self.root, env={**self._identity_env, **(env or {})}, input_bytes=input_bytes)
+        if done.returncode != 0:
+            stderr = _decode(done.stderr).strip()
+            raise VersioningError(f"git {args[0]} failed: {stderr or f'exit status {done.returncode}'}")
+        out = _decode(done.stdout)
+        return out[:-1] if strip_newline_in_stdout and out.endswith("\n") else out
 
-        try:
-            return self.repo.git.execute(["git", *args], env={**self._identity_env, **(env or {})}, **kwargs)
-        except git.GitCommandError as exc:
-            stderr = (exc.stderr or "").strip().replace("stderr: ", "").strip("'\n ")
-            raise VersioningError(f"git {args[0]} failed: {stderr or exc}") from None
+    def config_value(self, key: str) -> str:
+        """The value git has configured for ``key`` (e.g. ``user.name``); "" when it is not set."""
+        found = _run(["config", "--get", key], cwd=self.root)
+        return _decode(found.stdout).rstrip("\n") if found.returncode == 0 else ""
 
     def relpath(self, path: Path) -> str:
         """``path`` relative to the work tree root, in git's '/' form."""
@@ -74,10 +130,10 @@ class GitRepo:
             raise VersioningError(f"{path} is outside the git work tree {self.root}") from None
 
     def head(self) -> str | None:
-        try:
-            return self.repo.head.commit.hexsha
-        except ValueError:  # unborn branch: no commit yet
+        found = _run(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=self.root)
+        if found.returncode != 0:  # unborn branch: no commit yet
             return None
+        return _decode(found.stdout).strip()
 
     # -- commits -------------------------------------------------------------------------------
     def commit_paths(self, paths: Iterable[str], message: str, *, tag: str | None = None) -> str:
@@ -90,7 +146,7 @@ class GitRepo:
         """
         paths = sorted(set(paths))
         parent = self.head()
-        fd, index_file = tempfile.mkstemp(prefix="llmops-index-", dir=self.repo.git_dir)
+        fd, index_file = tempfile.mkstemp(prefix="llmops-index-", dir=self.git_dir)
         os.close(fd)
         os.unlink(index_file)  # git wants to create it
         env = {"GIT_INDEX_FILE": index_file}
@@ -135,10 +191,7 @@ class GitRepo:
         self._git_stdin(script, "update-ref", "-m", reason, "--stdin")
 
     def _git_stdin(self, text: str, *args: str) -> str:
-        with tempfile.TemporaryFile() as stdin:  # gitpython's istream wants a real file
-            stdin.write(text.encode("utf-8"))
-            stdin.seek(0)
-            return self.git(*args, istream=stdin)
+        return self.git(*args, input_bytes=text.encode("utf-8"))
 
     def tag(self, name: str, commit: str, message: str) -> None:
         self.git("tag", "-a", name, commit, "-m", message)
@@ -173,7 +226,10 @@ class GitRepo:
         return rows
 
     def blob_bytes(self, sha: str) -> bytes:
-        return self.repo.odb.stream(bytes.fromhex(sha)).read()
+        found = _run(["cat-file", "blob", sha], cwd=self.root)
+        if found.returncode != 0:
+            raise VersioningError(f"git cat-file failed: {_decode(found.stderr).strip()}")
+        return found.stdout
 
     def commit_message(self, rev: str) -> str:
         return self.git("log", "-1", "--format=%B", rev)
