@@ -140,8 +140,27 @@ def test_the_llmops_wheel_is_kept_under_a_key_of_its_sources(tmp_path: Path, mon
     extra = tmp_path / "extra.py"
     extra.write_text("x = 1\n")
     sources = requirements._wheel_sources()
-    monkeypatch.setattr(requirements, "_wheel_sources", lambda: [*sources, ("llmops_cli/extra.py", extra)])
+    added = ("llmops_cli/extra.py", extra, extra.stat().st_size, extra.stat().st_mtime_ns)
+    monkeypatch.setattr(requirements, "_wheel_sources", lambda: [*sources, added])
     requirements.llmops_wheel.cache_clear()
     with pytest.raises(AssertionError, match="rebuilt"):  # another source set: another key
         requirements.llmops_wheel()
     requirements.llmops_wheel.cache_clear()
+
+
+def test_the_wheel_sources_are_the_files_rglob_finds(tmp_path: Path) -> None:
+    from llmops_cli.package import requirements
+
+    (tmp_path / "pkg" / "sub" / "__pycache__").mkdir(parents=True)
+    for rel in ("a.py", "b/c.py", "pkg/sub/x.py", "pkg/sub/__pycache__/x.pyc", ".hidden", "pkg/.cfg", "pkg/y.pyc",
+                "pkg-z.txt", "pkg/sub/Z.json"):  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    walked = requirements._walk(tmp_path)
+    expected = [
+        p for p in sorted(tmp_path.rglob("*"))
+        if p.is_file() and not requirements._skipped(p.relative_to(tmp_path))
+    ]  # fmt: skip
+    assert [path for _rel, path, _size, _mtime in walked] == expected
+    assert [rel for rel, *_ in walked] == [p.relative_to(tmp_path).as_posix() for p in expected]
+    assert all(size == path.stat().st_size and mtime == path.stat().st_mtime_ns for _r, path, size, mtime in walked)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -138,9 +139,7 @@ def llmops_wheel() -> tuple[str, bytes]:
     sources = _wheel_sources()
     # a wheel's file and .dist-info spell it llmops_cli
     stem = f"{re.sub(r'[-_.]+', '_', DIST_NAME)}-{version(DIST_NAME)}"
-    key = hashlib.sha256(
-        repr((stem, [(arc, p, (st := p.stat()).st_size, st.st_mtime_ns) for arc, p in sources])).encode()
-    )
+    key = hashlib.sha256(repr((stem, [(arc, p, size, mtime) for arc, p, size, mtime in sources])).encode())
     cache = llmops_home() / "wheels" / f"{stem}-{key.hexdigest()[:32]}.whl"
     name = f"{stem}-py3-none-any.whl"
     try:
@@ -149,7 +148,7 @@ def llmops_wheel() -> tuple[str, bytes]:
         pass
     from importlib import metadata  # only to build: its import and search cost ~20 ms
 
-    data = _build_wheel(metadata.distribution(DIST_NAME), stem, sources)
+    data = _build_wheel(metadata.distribution(DIST_NAME), stem, [(arc, p) for arc, p, _size, _mtime in sources])
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cache, data)
@@ -160,25 +159,47 @@ def llmops_wheel() -> tuple[str, bytes]:
     return name, data
 
 
-def _wheel_sources() -> list[tuple[str, Path]]:
-    """(name in the wheel, file) for every file of the running llmops_cli, its schemas and templates."""
+def _wheel_sources() -> list[tuple[str, Path, int, int]]:
+    """(name in the wheel, file, size, mtime_ns) for every file of the running llmops_cli, its
+    schemas and templates (one ``os.scandir`` walk: this runs on every package build)."""
     import llmops_cli
     from llmops_cli.resources import schemas_dir, templates_dir
 
     package_dir = Path(llmops_cli.__file__).resolve().parent
-    sources: list[tuple[str, Path]] = []
-    for path in sorted(package_dir.rglob("*")):
-        rel = path.relative_to(package_dir)
-        if not path.is_file() or _skipped(rel):
-            continue
-        if rel.parts[0] == "_data":
-            continue  # added below from wherever the installation keeps them
-        sources.append((f"llmops_cli/{rel.as_posix()}", path))
+    sources = [
+        (f"llmops_cli/{rel}", path, size, mtime)
+        for rel, path, size, mtime in _walk(package_dir)
+        if rel.split("/")[0] != "_data"  # added below from wherever the installation keeps them
+    ]
     for name, folder in (("schemas", schemas_dir()), ("templates", templates_dir())):
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not _skipped(path.relative_to(folder)):
-                sources.append((f"llmops_cli/_data/{name}/{path.relative_to(folder).as_posix()}", path))
+        sources += [(f"llmops_cli/_data/{name}/{rel}", path, size, mtime) for rel, path, size, mtime in _walk(folder)]
     return sources
+
+
+def _walk(folder: Path) -> list[tuple[str, Path, int, int]]:
+    """Files under ``folder`` (symlinks to files included, linked folders not entered), without
+    caches and dot-files, in ``sorted(folder.rglob("*"))`` order: (posix path relative to it,
+    path, size, mtime_ns)."""
+    found: list[tuple[tuple[str, ...], Path, int, int]] = []
+
+    def visit(path: Path, parts: tuple[str, ...]) -> None:
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name == "__pycache__":
+                continue
+            here = (*parts, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                visit(path / entry.name, here)
+            elif entry.is_file() and not entry.name.endswith((".pyc", ".pyo")):
+                st = entry.stat()
+                found.append((here, path / entry.name, st.st_size, st.st_mtime_ns))
+
+    visit(folder, ())
+    found.sort(key=lambda item: item[0])
+    return [("/".join(parts), path, size, mtime) for parts, path, size, mtime in found]
 
 
 def _build_wheel(dist: metadata.Distribution, stem: str, sources: list[tuple[str, Path]]) -> bytes:
