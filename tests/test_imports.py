@@ -81,3 +81,21 @@ def test_core_modules_import_no_typer_or_rich() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_lazy_package_facades_give_the_same_objects_as_their_submodules() -> None:
+    import importlib
+    import pkgutil
+
+    for name in ("prompts", "retrieval", "data", "package", "chains"):
+        package = importlib.import_module(f"llmops_cli.{name}")
+        submodules = {m.name for m in pkgutil.iter_modules(package.__path__)}
+        for public in package.__all__:
+            value = getattr(package, public)
+            assert not isinstance(value, type(package)), f"llmops_cli.{name}.{public} is a module"
+            assert public in dir(package)
+        # every submodule imported, then the names again: still the functions, not the modules
+        for sub in submodules:
+            importlib.import_module(f"llmops_cli.{name}.{sub}")
+        for public in package.__all__:
+            assert not isinstance(getattr(package, public), type(package)), f"llmops_cli.{name}.{public}"

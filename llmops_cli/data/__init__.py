@@ -8,12 +8,17 @@ Importing this package is cheap; transformers loads only when token lengths are 
     snap = snapshot_dataset(config, "support-train")    # llmops data snapshot -> dataset/NAME/vN
 """
 
-from llmops_cli.data.formats import FORMATS, ROLES, normalize_record, to_example
-from llmops_cli.data.keys import normalize_text
-from llmops_cli.data.loading import DatasetCheck, Row, check_dataset, dataset_spec, load_rows
-from llmops_cli.data.snapshot import Snapshot, snapshot_dataset
-from llmops_cli.data.stats import DatasetStats, Distribution, Duplicates, Overlap, Pair, dataset_stats
-from llmops_cli.data.tokens import ProgressFn, load_tokenizer, token_lengths
+from typing import TYPE_CHECKING
+
+from llmops_cli.lazy import exports
+
+if TYPE_CHECKING:
+    from llmops_cli.data.formats import FORMATS, ROLES, normalize_record, to_example
+    from llmops_cli.data.keys import normalize_text
+    from llmops_cli.data.loading import DatasetCheck, Row, check_dataset, dataset_spec, load_rows
+    from llmops_cli.data.snapshot import Snapshot, snapshot_dataset
+    from llmops_cli.data.stats import DatasetStats, Distribution, Duplicates, Overlap, Pair, dataset_stats
+    from llmops_cli.data.tokens import ProgressFn, load_tokenizer, token_lengths
 
 __all__ = [
     "FORMATS",
@@ -38,3 +43,16 @@ __all__ = [
     "to_example",
     "token_lengths",
 ]
+
+# Each submodule loads when one of its names is first used (llmops_cli.lazy).
+__getattr__, __dir__ = exports(
+    __name__,
+    {
+        "llmops_cli.data.formats": ("FORMATS", "ROLES", "normalize_record", "to_example"),
+        "llmops_cli.data.keys": ("normalize_text",),
+        "llmops_cli.data.loading": ("DatasetCheck", "Row", "check_dataset", "dataset_spec", "load_rows"),
+        "llmops_cli.data.snapshot": ("Snapshot", "snapshot_dataset"),
+        "llmops_cli.data.stats": ("DatasetStats", "Distribution", "Duplicates", "Overlap", "Pair", "dataset_stats"),
+        "llmops_cli.data.tokens": ("ProgressFn", "load_tokenizer", "token_lengths"),
+    },
+)
