@@ -117,3 +117,24 @@ def test_identity_from_the_environment_counts(work: Path, monkeypatch: pytest.Mo
     (work / "a.txt").write_text("a")
     repo.commit_paths(["a.txt"], "a\n")
     assert git(work, "log", "-1", "--format=%an <%ae>").strip() == "Env Person <env@example.com>"
+
+
+def test_commands_that_only_read_do_not_look_up_the_identity(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmops_cli.versioning import gitrepo
+
+    ran: list[list[str]] = []
+    real = gitrepo._run
+
+    def recording(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        ran.append(args)
+        return real(args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gitrepo, "_run", recording)
+    repo = GitRepo(work)
+    repo.git("status", "--porcelain")
+    assert repo.head() is None
+    repo.git("for-each-ref", "refs/tags")
+    assert not any(args[0] == "config" for args in ran)
+    (work / "a.txt").write_text("a")
+    repo.commit_paths(["a.txt"], "a\n")  # writes: the identity is looked up, once
+    assert sum(args[0] == "config" for args in ran) == 1

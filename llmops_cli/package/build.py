@@ -83,9 +83,9 @@ def build_package(
     started = time.perf_counter()
     report("plan", 0, 0)
     plan = plan_package(config, name)
-    commit = source_commit(config.root, plan.git_paths)
-    hw = hardware(plan)
     registry = _registry(config) if register else None
+    commit = source_commit(config.root, plan.git_paths, registry.git if registry else None)
+    hw = hardware(plan)
     if registry is not None:
         registry.ensure_state_dir()  # the caches below live in .llmops/, which must ignore itself
     entries = _generated(plan, commit, hw, registry.state if registry else None) + list(plan.entries.values())

@@ -16,6 +16,7 @@ from llmops_cli.package.archive import MANIFEST_NAME
 
 if TYPE_CHECKING:
     from llmops_cli.package.plan import PackagePlan
+    from llmops_cli.versioning.gitrepo import GitRepo
 
 FORMAT = "llmops-package/1"
 SERVE_COMMAND = "llmops -C /app serve --host 0.0.0.0 --port 8000"
@@ -34,15 +35,17 @@ class SourceCommit:
         return {"git_sha": self.commit, "git_dirty": self.dirty, "source_time": self.timestamp}
 
 
-def source_commit(root: Path, paths: list[Path]) -> SourceCommit:
-    """The latest commit touching ``paths`` (inside the repository) and whether any of them is modified."""
+def source_commit(root: Path, paths: list[Path], repo: GitRepo | None = None) -> SourceCommit:
+    """The latest commit touching ``paths`` (inside the repository) and whether any of them is
+    modified; ``repo`` is the repository of ``root`` when the caller has it already."""
     from llmops_cli.errors import VersioningError
     from llmops_cli.versioning import ArtifactRegistry
 
-    try:
-        repo = ArtifactRegistry(root).git
-    except VersioningError:
-        return SourceCommit(None, 0, False)
+    if repo is None:
+        try:
+            repo = ArtifactRegistry(root).git
+        except VersioningError:
+            return SourceCommit(None, 0, False)
     inside = sorted({repo.relpath(p) for p in paths if p.resolve().is_relative_to(repo.root)})
     if not inside or repo.head() is None:
         return SourceCommit(None, 0, False)

@@ -29,6 +29,13 @@ _FALLBACK_IDENTITY = {
 _C_LOCALE = {"LANGUAGE": "C", "LC_ALL": "C"}
 
 
+# Commands that never write an author, committer, tagger or reflog entry: they run without looking
+# up the identity fallback (one git process less for a command that only reads).
+_READS_ONLY = frozenset(
+    {"log", "status", "for-each-ref", "show", "ls-tree", "rev-parse", "cat-file", "diff", "ls-files"}
+)
+
+
 @dataclass(frozen=True)
 class TagInfo:
     name: str
@@ -108,9 +115,12 @@ class GitRepo:
         strip_newline_in_stdout: bool = True,
     ) -> str:
         """``git *args`` in the work tree; its stdout (less one trailing newline unless told otherwise)."""
-        if self._identity_env is None:
-            self._identity_env = self._identity()
-        done = _run(list(args), cwd=self.root, env={**self._identity_env, **(env or {})}, input_bytes=input_bytes)
+        identity: dict[str, str] = {}
+        if args[0] not in _READS_ONLY:
+            if self._identity_env is None:
+                self._identity_env = self._identity()
+            identity = self._identity_env
+        done = _run(list(args), cwd=self.root, env={**identity, **(env or {})}, input_bytes=input_bytes)
         if done.returncode != 0:
             stderr = _decode(done.stderr).strip()
             raise VersioningError(f"git {args[0]} failed: {stderr or f'exit status {done.returncode}'}")
