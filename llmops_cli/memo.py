@@ -36,8 +36,9 @@ _VERSION_FILE = str(Path(__file__).with_name("__init__.py"))  # holds llmops' __
 class Memo:
     """A persistent ``key -> JSON value`` map for one pure function (see the module docstring)."""
 
-    def __init__(self, name: str, *, code: Iterable[str], libraries: Iterable[str] = ()) -> None:
+    def __init__(self, name: str, *, code: Iterable[str], libraries: Iterable[str] = (), ordered: bool = False) -> None:
         self.name = name
+        self._ordered = ordered  # mappings in another key order are other inputs (e.g. for a YAML dump)
         self._code = tuple(code)
         self._libraries = tuple(libraries)
         self._stamp: str | None = None
@@ -45,7 +46,7 @@ class Memo:
 
     def key(self, *parts: Any) -> str | None:
         """The key of ``parts`` under this code and these libraries; None when a part cannot be spelled exactly."""
-        spelled = canonical(parts)
+        spelled = canonical(list(parts), ordered=self._ordered)
         if spelled is None:
             return None
         return hashlib.sha256(f"{self.stamp()}\n{spelled}".encode()).hexdigest()
@@ -99,12 +100,12 @@ class Memo:
         return self._entries
 
 
-def canonical(value: Any) -> str | None:
-    """``value`` as sorted, compact JSON when JSON spells it exactly (str-keyed mappings, lists,
-    tuples, str, int, finite float, bool, None), else None."""
+def canonical(value: Any, *, ordered: bool = False) -> str | None:
+    """``value`` as compact JSON, mapping keys sorted unless ``ordered``, when JSON spells it
+    exactly (str-keyed mappings, lists, str, int, finite float, bool, None), else None."""
     if not _spellable(value):
         return None
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, sort_keys=not ordered, ensure_ascii=False, separators=(",", ":"))
 
 
 def _spellable(value: Any) -> bool:
@@ -112,7 +113,7 @@ def _spellable(value: Any) -> bool:
         return True
     if isinstance(value, float):
         return math.isfinite(value)
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):  # not a tuple: YAML and JSON Schema tell them apart
         return all(_spellable(v) for v in value)
     if isinstance(value, dict):
         return all(isinstance(k, str) and _spellable(v) for k, v in value.items())

@@ -16,9 +16,10 @@ from llmops_cli.memo import Memo, canonical
 
 
 def test_canonical_spells_only_what_json_spells_exactly() -> None:
-    assert canonical({"b": [1, 2.5, True, None], "a": ("x",)}) == '{"a":["x"],"b":[1,2.5,true,null]}'
+    assert canonical({"b": [1, 2.5, True, None], "a": ["x"]}) == '{"a":["x"],"b":[1,2.5,true,null]}'
+    assert canonical({"b": 1, "a": 2}, ordered=True) == '{"b":1,"a":2}'
     assert canonical({"a": 1}) != canonical({"a": 1.0}) != canonical({"a": True})
-    for value in ({1: "x"}, {"d": datetime.date(2024, 1, 1)}, [float("nan")], {"s": {1, 2}}, b"x"):
+    for value in ({1: "x"}, {"d": datetime.date(2024, 1, 1)}, [float("nan")], {"s": {1, 2}}, b"x", ("t",)):
         assert canonical(value) is None
 
 
@@ -121,3 +122,25 @@ def test_remembered_step_variables_are_the_computed_ones(tmp_path: Path) -> None
         print(sorted(analysis._names("x > 1 and y", expression=True)), sorted(analysis._names("{{ broken")))
     """
     assert _run(code, home, root) == _run(code, home, root) == ["['a', 'c']", "['x', 'y'] []"]
+
+
+def test_the_bundle_yaml_is_the_dump_of_its_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from llmops_cli.package import generated
+
+    monkeypatch.setenv("LLMOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(generated, "_DUMPED", Memo("bundle-yaml", code=[], ordered=True))
+
+    class Plan:
+        name = "p"
+        config = type("C", (), {"name": "proj"})()
+        bundle_config: dict[str, object] = {"b": [1, {"x": "é"}], "a": "text " * 30}
+
+    plan = Plan()
+    first = generated.llmops_yaml(plan)  # type: ignore[arg-type]
+    assert first == generated.llmops_yaml(plan)  # type: ignore[arg-type]
+    body = first.decode().split("\n", 2)[2]
+    assert body == yaml.safe_dump(plan.bundle_config, sort_keys=False, allow_unicode=True, width=100)
+    plan.bundle_config = {"a": "text " * 30, "b": [1, {"x": "é"}]}  # same content, other order
+    assert generated.llmops_yaml(plan).decode().split("\n", 2)[2].startswith("a: ")  # type: ignore[arg-type]
