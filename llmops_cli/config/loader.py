@@ -111,7 +111,7 @@ def check_project(
     all_problems.sort()
     config = None
     if not all_problems:
-        config = ProjectConfig.from_dict(data, root=root, path=path)
+        config = ProjectConfig.from_dict(data, root=root, path=path, written=located.data)
     return ValidationResult(config, all_problems, prompt_files)
 
 

@@ -171,9 +171,13 @@ class ProjectConfig:
     deployments: dict[str, DeploymentSpec]
     monitor: MonitorSpec
     data: dict[str, Any] = field(repr=False, compare=False)
+    # The document as written (``${VAR}`` not expanded), when the loader has it: read-only.
+    written: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, root: Path, path: Path) -> ProjectConfig:
+    def from_dict(
+        cls, data: dict[str, Any], *, root: Path, path: Path, written: dict[str, Any] | None = None
+    ) -> ProjectConfig:
         storage = data.get("storage") or {}
         return cls(
             root=root,
@@ -197,6 +201,7 @@ class ProjectConfig:
             deployments=parse_deployments(data.get("deployments")),
             monitor=parse_monitor(data.get("monitor")),
             data=data,
+            written=written,
         )
 
     def section_hash(self, section: str, name: str | None = None) -> str:

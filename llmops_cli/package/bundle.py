@@ -56,7 +56,8 @@ def plan_package(config: ProjectConfig, name: str) -> PackagePlan:
         hint = f"Did you mean '{close[0]}'?" if close else "Declare it under 'packages:' in llmops.yaml."
         raise UsageError(f"Unknown package '{name}' (declared: {declared}).", hint=hint)
     pkg = config.packages[name]
-    raw_doc: dict[str, Any] = load_located(config.path).data  # as written: ${VAR} not expanded
+    raw_doc: dict[str, Any] = config.written if config.written is not None else load_located(config.path).data
+    # ^ as written: ${VAR} not expanded (the validated document; only deep copies of it are changed)
     plan = PackagePlan(name, config, pkg.chain, pkg.model, pkg.adapter, pkg.description or "")
     registry = ArtifactRegistry.for_config(config)
     plan.git_paths.append(config.path)
