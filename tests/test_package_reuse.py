@@ -164,3 +164,19 @@ def test_the_wheel_sources_are_the_files_rglob_finds(tmp_path: Path) -> None:
     assert [path for _rel, path, _size, _mtime in walked] == expected
     assert [rel for rel, *_ in walked] == [p.relative_to(tmp_path).as_posix() for p in expected]
     assert all(size == path.stat().st_size and mtime == path.stat().st_mtime_ns for _r, path, size, mtime in walked)
+
+
+def test_source_commit_before_any_commit_after_one_and_when_modified(tmp_path: Path) -> None:
+    from llmops_cli.package.manifest import SourceCommit, source_commit
+
+    git(tmp_path, "init", "-q", "-b", "main")
+    source = tmp_path / "prompt.yaml"
+    source.write_text("a\n")
+    assert source_commit(tmp_path, [source]) == SourceCommit(None, 0, False)  # unborn branch
+    git(tmp_path, "add", "prompt.yaml")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    sha = git(tmp_path, "rev-parse", "HEAD").strip()
+    found = source_commit(tmp_path, [source])
+    assert (found.commit, found.dirty) == (sha, False) and found.timestamp > 0
+    source.write_text("b\n")
+    assert source_commit(tmp_path, [source]).dirty

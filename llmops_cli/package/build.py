@@ -92,19 +92,19 @@ def build_package(
     hashes = _hash_cache(registry)
     try:
         files = _hash_all(entries, plan.expected, report, hashes)
+        manifest = build_manifest(plan, files, commit, hw)
+        digest = content_digest(manifest)
+        version, previous_sha = _version_for(registry, name, digest, compresslevel)
+        if registry is not None and hashes is not None and previous_sha is not None:
+            kept = _reuse_registered(registry, name, previous_sha, output, hashes)
+            if kept is not None:  # unchanged: decided before writing anything
+                archive, size, kept_manifest = kept
+                return PackageResult(name, archive, previous_sha, size, len(files) + 1, f"package/{name}/v{version}",
+                                     True, time.perf_counter() - started, kept_manifest,
+                                     output.resolve() if output else None)  # fmt: skip
     finally:
         if hashes is not None:
             hashes.close()
-    manifest = build_manifest(plan, files, commit, hw)
-    digest = content_digest(manifest)
-    version, previous_sha = _version_for(registry, name, digest, compresslevel)
-    if registry is not None and previous_sha is not None:
-        kept = _reuse_registered(registry, name, previous_sha, output)
-        if kept is not None:  # unchanged: decided before writing anything
-            archive, size, kept_manifest = kept
-            return PackageResult(name, archive, previous_sha, size, len(files) + 1, f"package/{name}/v{version}", True,
-                                 time.perf_counter() - started, kept_manifest,
-                                 output.resolve() if output else None)  # fmt: skip
     # Only new content needs checking: a reused version's bundle (same llmops wheel included) passed it.
     check_bundle_config(plan)
     expected = {path: sha for path, (sha, _size) in files.items()}
@@ -353,25 +353,20 @@ def _register(
 
 
 def _reuse_registered(
-    registry: ArtifactRegistry, name: str, sha: str, output: Path | None
+    registry: ArtifactRegistry, name: str, sha: str, output: Path | None, hashes: HashCache
 ) -> tuple[Path, int, dict[str, Any]] | None:
     """The registered archive with exactly this content, put back in the work tree (and at ``output``)
     from the content store if need be; None when neither holds it (then the build writes it again)."""
     from llmops_cli.package.verify import read_manifest
-    from llmops_cli.versioning.hashcache import HashCache
 
     archive = registry.folder("package", name) / f"{name}.tar.gz"
-    hashes = HashCache(registry.state)
-    try:
-        if not (archive.is_file() and hashes.sha256(archive) == sha):
-            if not registry.store.has(sha):
-                return None
-            registry.store.copy_out(sha, archive)  # verified as it is copied
-        if output is not None:
-            _copy_atomic(archive, output.resolve())
-        return archive, archive.stat().st_size, read_manifest(archive)
-    finally:
-        hashes.close()
+    if not (archive.is_file() and hashes.sha256(archive) == sha):
+        if not registry.store.has(sha):
+            return None
+        registry.store.copy_out(sha, archive)  # verified as it is copied
+    if output is not None:
+        _copy_atomic(archive, output.resolve())
+    return archive, archive.stat().st_size, read_manifest(archive)
 
 
 def _refresh(archive: Path, built: Path, sha: str) -> None:

@@ -47,9 +47,14 @@ def source_commit(root: Path, paths: list[Path], repo: GitRepo | None = None) ->
         except VersioningError:
             return SourceCommit(None, 0, False)
     inside = sorted({repo.relpath(p) for p in paths if p.resolve().is_relative_to(repo.root)})
-    if not inside or repo.head() is None:
+    if not inside:
         return SourceCommit(None, 0, False)
-    line = repo.git("log", "-1", "--format=%H %ct", "--", *inside).strip()
+    try:
+        line = repo.git("log", "-1", "--format=%H %ct", "--", *inside).strip()
+    except VersioningError:
+        if repo.head() is None:  # no commit yet (asked only then: one git process less)
+            return SourceCommit(None, 0, False)
+        raise
     status = repo.git("status", "--porcelain", "--", *inside).strip()
     if not line:
         return SourceCommit(None, 0, bool(status))
