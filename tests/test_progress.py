@@ -76,3 +76,53 @@ def test_piped_status_prints_each_change_and_ticks(piped: io.StringIO) -> None:
     assert "quantize q4: starting, elapsed 0:00" in text
     assert text.count("quantize q4: converting [f16], elapsed") >= 2  # the change, then ticks
     assert "quantize q4: checking, elapsed" in text
+
+
+@pytest.mark.parametrize(
+    ("style", "calls", "interleaved"),
+    [
+        ("bytes", [], False),
+        ("bytes", [("plan", 0, 0), ("hash", 500, 1000), ("hash", 1000, 1000)], False),
+        ("bar", [("", 3, 0)], False),
+        ("phases", [("plan", 0, 0), ("hash", 5, 10), ("write", 1, 4), ("ready", 0, 0)], False),
+        ("phases", [("hash", 5, 10), ("write", 1, 4), ("hash", 7, 10)], True),
+    ],
+)
+def test_quick_work_draws_no_bar_and_closes_a_log_as_the_bars_would(
+    piped: io.StringIO, monkeypatch: pytest.MonkeyPatch, style: Any, calls: list[tuple[str, int, int]],
+    interleaved: bool,
+) -> None:  # fmt: skip
+    import sys
+
+    def run() -> str:
+        piped.seek(0)
+        piped.truncate()
+        with output.progress("pkg x", enabled=True, style=style, interleaved=interleaved, relabel=("ready",)) as r:
+            for call in calls:
+                r(*call)
+        return piped.getvalue()
+
+    monkeypatch.setattr(output, "PROGRESS_DELAY_S", 0.0)  # the bars start at once, as for long work
+    drawn = run()
+    monkeypatch.setattr(output, "PROGRESS_DELAY_S", 60.0)
+    sys.modules.pop("rich.progress", None)
+    quick = run()
+    assert quick.strip() == drawn.strip() != ""  # rich's live display adds a blank line
+    assert "rich.progress" not in sys.modules
+
+
+def test_slow_work_starts_the_bars_from_the_timer(piped: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(output, "PROGRESS_DELAY_S", 0.1)
+    with output.progress("pkg y", enabled=True, style="bytes") as report:
+        report("hash", 10, 100)
+        time.sleep(0.6)  # no report for a while: the timer shows the bar (and, in a log, its lines)
+        assert "pkg y: hashing: 10/100 (10%)" in piped.getvalue()
+        report("hash", 100, 100)
+    assert re.search(r"pkg y: hashing: 100/100 \(100%\), elapsed 0:0[01]\s*$", piped.getvalue())
+
+
+def test_an_error_inside_quick_work_prints_no_closing_line(piped: io.StringIO) -> None:
+    with pytest.raises(RuntimeError), output.progress("pkg z", enabled=True, style="bar") as report:
+        report("hash", 1, 2)
+        raise RuntimeError("boom")
+    assert piped.getvalue() == ""

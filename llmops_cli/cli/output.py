@@ -107,18 +107,148 @@ def progress(
     a new phase completes the earlier ones unless the core reports them ``interleaved``; a phase in
     ``relabel`` renames the latest bar while the core waits instead of adding one); ``status``: a
     spinner line with the phase and a percentage (seconds for ``ready``). Disabled: draws nothing.
+
+    The bars appear once the work has run for :data:`PROGRESS_DELAY_S`: work that ends sooner (an
+    unchanged ``llmops package`` re-run) draws no bar, which would only flicker, and does not pay
+    for rich's live display (~25 ms); in a log it still gets its closing lines, the same text.
     """
     if style == "status":
         with _status_progress(label, enabled=enabled) as report:
             yield report
         return
+    if not enabled:
+        yield lambda _phase, _done, _total: None
+        return
+    bars = _DeferredBars(label, style, width, interleaved, relabel)
+    try:
+        yield bars.report
+    except BaseException as exc:
+        bars.close(exc)
+        raise
+    bars.close(None)
+
+
+PROGRESS_DELAY_S = 0.5
+
+
+class _DeferredBars:
+    """``progress``'s bars, started by a timer (or the first report) after :data:`PROGRESS_DELAY_S`
+    with every earlier report replayed; closed before that, only the closing lines of a log."""
+
+    def __init__(self, label: str, style: str, width: int | None, interleaved: bool, relabel: Collection[str]) -> None:
+        import threading
+        import time
+
+        self._args = (label, style, width, interleaved, relabel)
+        self._started = time.monotonic()
+        self._lock = threading.RLock()
+        self._calls: list[tuple[str, int, int]] = []
+        self._context: Any = None
+        self._live: ProgressFn | None = None
+        self._closed = False
+        self._timer = threading.Timer(PROGRESS_DELAY_S, self._start)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def report(self, phase: str, done: int, total: int) -> None:
+        import time
+
+        with self._lock:
+            if self._live is None:
+                self._calls.append((phase, done, total))
+                if len(self._calls) > 256:  # keep what a replay needs: each phase's first and last call
+                    self._calls = _compact(self._calls)
+                if time.monotonic() - self._started < PROGRESS_DELAY_S:
+                    return
+                self._start()
+            if self._live is not None:
+                self._live(phase, done, total)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._live is not None or self._closed:
+                return
+            self._context = _rich_progress(*self._args)
+            self._live = self._context.__enter__()
+            for call in self._calls:
+                self._live(*call)
+            self._calls = []
+
+    def close(self, exc: BaseException | None) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._closed = True
+            if self._context is not None:
+                self._context.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+                return
+        console = err_console()
+        if exc is None and not console.is_terminal:  # a log: the lines live_progress closes with
+            import time
+
+            for line in _closing_lines(*self._args, self._calls, time.monotonic() - self._started):
+                console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def _compact(calls: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    first: dict[str, tuple[str, int, int]] = {}
+    last: dict[str, tuple[str, int, int]] = {}
+    for call in calls:
+        first.setdefault(call[0], call)
+        last[call[0]] = call
+    kept = {id(c) for c in (*first.values(), *last.values(), calls[-1])}
+    return [c for c in calls if id(c) in kept]
+
+
+def _closing_lines(
+    label: str,
+    style: str,
+    _width: int | None,
+    interleaved: bool,
+    relabel: Collection[str],
+    calls: list[tuple[str, int, int]],
+    elapsed: float,
+) -> list[str]:
+    """What :func:`~llmops_cli.cli.progress.live_progress` prints when its bars close, for ``calls``
+    replayed on the bars ``progress`` would have made (task description, count, elapsed)."""
+    from rich.text import Text
+
+    from llmops_cli.cli.progress import clock, count_text
+
+    tasks: dict[str, list[Any]] = {}  # key -> [description, done, total]
+    if style != "phases":
+        tasks[""] = [label, 0, None]
+    for phase, done, total in calls:
+        described = f"{label}: {PHASES.get(phase, phase)}"
+        if style != "phases":
+            name = PHASES.get(phase, phase)
+            tasks[""] = [described if name else label, done, total or None]
+        elif phase in relabel:
+            if tasks:
+                list(tasks.values())[-1][0] = described
+        else:
+            if phase not in tasks and not interleaved:
+                for task in tasks.values():
+                    task[1] = task[2] if task[2] is not None else task[1]
+            tasks[phase] = [described, done, total]
+    lines = []
+    for description, done, total in tasks.values():
+        parts = [count_text(done, total)] if (total or done) else []
+        parts.append(f"elapsed {clock(elapsed)}")
+        lines.append(f"{Text.from_markup(str(description)).plain.strip() or 'working'}: " + ", ".join(parts))
+    return lines
+
+
+@contextlib.contextmanager
+def _rich_progress(
+    label: str, style: str, width: int | None, interleaved: bool, relabel: Collection[str]
+) -> Iterator[ProgressFn]:
     from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from llmops_cli.cli.progress import live_progress
 
     description = TextColumn("{task.description" + (f":<{width}" if width else "") + "}")
     count = DownloadColumn() if style == "bytes" else MofNCompleteColumn()
-    with live_progress(description, BarColumn(), count, TimeElapsedColumn(), enabled=enabled) as bar:
+    with live_progress(description, BarColumn(), count, TimeElapsedColumn()) as bar:
         if style == "phases":
             tasks: dict[str, Any] = {}
 

@@ -52,12 +52,8 @@ def task_line(task: Any, *, since: float | None = None, closing: bool = False) -
     elapsed = task.elapsed if task.started else (time.monotonic() - since if since is not None else 0.0)
     elapsed = elapsed or 0.0
     parts: list[str] = []
-    if task.total:
-        done, total = task.completed, task.total
-        count = f"{_count(done)}/{_count(total)} ({100 * done / total:.0f}%)"
-        parts.append(count)
-    elif task.completed:
-        parts.append(_count(task.completed))
+    if task.total or task.completed:
+        parts.append(count_text(task.completed, task.total))
     parts.append(f"elapsed {clock(elapsed)}")
     if not closing and task.total and task.completed:
         remaining = task.time_remaining
@@ -66,6 +62,13 @@ def task_line(task: Any, *, since: float | None = None, closing: bool = False) -
         parts.append(f"ETA {clock(remaining)}")
     extras = [f"{k} {v}" for k, v in task.fields.items() if isinstance(v, str | int | float) and v not in ("", "-")]
     return f"{description or 'working'}: " + ", ".join(parts + extras)
+
+
+def count_text(done: float, total: float | None) -> str:
+    """``12/40 (30%)`` with a total, else ``12``."""
+    if total:
+        return f"{_count(done)}/{_count(total)} ({100 * done / total:.0f}%)"
+    return _count(done)
 
 
 def _count(value: float) -> str:
