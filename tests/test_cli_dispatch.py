@@ -47,6 +47,25 @@ def test_a_named_command_is_built_alone(argv: list[str], only: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("argv", "subcommands"),
+    [
+        (["package", "build", "x"], {"build"}),
+        (["package", "support-bot"], {"build"}),  # the group's default takes it
+        (["-q", "package", "verify", "f.tar.gz"], {"verify"}),
+        (["package", "--help"], {"build", "verify", "inspect", "unpack", "prepare"}),
+        (["package"], {"build", "verify", "inspect", "unpack", "prepare"}),
+        (["prompt", "nope"], {"list", "show", "render", "lint", "diff"}),  # no default: click suggests
+        (["deploy", "--help"], None),
+    ],
+)
+def test_in_a_group_only_the_subcommand_that_runs_is_built(argv: list[str], subcommands: set[str] | None) -> None:
+    name = next(a for a in argv if not a.startswith("-"))
+    group = typer.main.get_command(for_argv(argv)).commands[name]  # type: ignore[attr-defined]
+    whole = set(typer.main.get_command(app).commands[name].commands)  # type: ignore[attr-defined]
+    assert set(group.commands) == (subcommands if subcommands is not None else whole)
+
+
+@pytest.mark.parametrize(
     "argv", [[], ["--help"], ["-h", "package"], ["-vh"], ["-C", "dir"], ["no-such-command"], ["--version"]]
 )
 def test_help_no_command_or_an_unknown_word_gets_the_whole_app(argv: list[str]) -> None:
@@ -67,6 +86,10 @@ def test_completion_gets_the_whole_app(monkeypatch: pytest.MonkeyPatch) -> None:
         ["packag"],
         ["--help"],
         ["prompt", "nope"],
+        ["-C", "{dir}", "package", "no-such-package"],
+        ["-C", "{dir}", "package", "verify", "missing.tar.gz"],
+        ["deploy", "--help"],
+        ["tune", "-h"],
     ],
 )
 def test_the_console_script_answers_as_the_whole_app_does(argv: list[str], tmp_path: Path) -> None:

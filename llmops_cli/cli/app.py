@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -126,37 +126,64 @@ def for_argv(argv: list[str]) -> typer.Typer:
 
     typer turns every command of an app into click objects (signatures, help, parameter types)
     before it runs one: about 90 ms for llmops' ~90 commands, on every run. A run that names its
-    command needs only that one; anything else (``--help`` or no command, a word that is not a
-    command, shell completion) gets the whole app, so help, errors and suggestions are the same.
+    command needs only that one (in a group, only the subcommand it names or the group's default
+    takes); anything else (``--help`` or no command, a word that is not a command, shell
+    completion) gets the whole app or group, so help, errors and suggestions are the same.
     """
-    name = _command_word(argv)
-    if name is None or any(key.startswith("_") and key.endswith("_COMPLETE") for key in os.environ):
+    found = _command_word(argv)
+    if found is None or any(key.startswith("_") and key.endswith("_COMPLETE") for key in os.environ):
         return app
-    from typer.main import get_command_name
-
-    commands = [c for c in app.registered_commands if (c.name or get_command_name(c.callback.__name__)) == name]  # type: ignore[union-attr]
+    name, rest = found
+    commands = [c for c in app.registered_commands if _name(c) == name]
     groups = [g for g in app.registered_groups if g.name == name]
     if len(commands) + len(groups) != 1:
         return app
     pruned = copy.copy(app)
     pruned.registered_commands = commands
-    pruned.registered_groups = groups
+    pruned.registered_groups = [_only_subcommand(g, rest) for g in groups]
+    return pruned
+
+
+def _name(command: Any) -> str:
+    from typer.main import get_command_name
+
+    return str(command.name or get_command_name(command.callback.__name__))
+
+
+def _only_subcommand(group: Any, rest: list[str]) -> Any:
+    """``group`` with only the subcommand ``rest`` runs (the one it names, or the default its
+    class inserts before a word that names none); the whole group when unsure."""
+    sub = group.typer_instance
+    first = rest[0] if rest else None
+    if first is None or first.startswith("-") or sub is None or sub.registered_groups:
+        return group  # the group's own help or usage error lists every subcommand
+    named = {_name(c): c for c in sub.registered_commands}
+    keep = named.get(first) or named.get(getattr(sub.info.cls, "default_command", None) or "")
+    if keep is None:
+        return group  # "No such command": click suggests among all of them
+    only = copy.copy(sub)
+    only.registered_commands = [keep]
+    pruned = copy.copy(group)
+    pruned.typer_instance = only
     return pruned
 
 
 _VALUE_OPTIONS = ("-C", "--project")  # the global options that take a value (a test keeps this true)
 
 
-def _command_word(argv: list[str]) -> str | None:
-    """The command word after the global options, or None (help asked first, no command)."""
-    args = iter(argv)
-    for arg in args:
+def _command_word(argv: list[str]) -> tuple[str, list[str]] | None:
+    """The command word after the global options and the words after it, or None (help asked
+    first, no command)."""
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        index += 1
         if arg == "--":
-            return next(args, None)
+            return (argv[index], argv[index + 1 :]) if index < len(argv) else None
         if arg in ("-h", "--help"):
             return None
         if arg in _VALUE_OPTIONS:
-            next(args, None)
+            index += 1
             continue
         if arg.startswith("--"):
             continue  # a flag, or --project=DIR
@@ -165,7 +192,7 @@ def _command_word(argv: list[str]) -> str | None:
             if "h" in flags.split("C")[0]:
                 return None
             if flags.endswith("C"):
-                next(args, None)  # -vC DIR; -vCDIR carries its value
+                index += 1  # -vC DIR; -vCDIR carries its value
             continue
-        return arg
+        return arg, argv[index:]
     return None

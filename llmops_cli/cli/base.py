@@ -91,5 +91,6 @@ def default_command_group(default: str, *, default_takes_options: bool = True) -
                 args = [default, *args]
             return super().parse_args(ctx, args)
 
+    DefaultCommandGroup.default_command = default  # type: ignore[attr-defined]  # read by app.for_argv
     DefaultCommandGroup.__name__ = f"Default{default.title()}Group"
     return DefaultCommandGroup
