@@ -119,6 +119,49 @@ def test_racy_files_are_not_cached(tmp_path: Path) -> None:
     assert cache.lookup(target) is None  # written less than RACY_SECONDS ago
 
 
+def test_a_file_llmops_wrote_is_remembered_once_the_clock_moved_past_it(tmp_path: Path) -> None:
+    import hashlib
+    import time
+
+    cache = HashCache(tmp_path / "state")
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"written by llmops")
+    sha = hashlib.sha256(b"written by llmops").hexdigest()
+    time.sleep(0.05)  # a filesystem clock tick at most (ns timestamps here)
+    clock = cache.clock()
+    cache.remember_written(target, sha, clock)
+    assert cache.lookup(target) == sha  # not RACY_SECONDS later: the filesystem clock vouches
+    target.write_bytes(b"changed after the clock was read")
+    cache.remember_written(target, "0" * 64, clock)
+    assert cache.lookup(target) is None  # changed at or after the clock: not recorded, stat differs
+    other = tmp_path / "g.bin"
+    other.write_bytes(b"x")
+    cache.remember_written(other, hashlib.sha256(b"x").hexdigest(), cache.clock())  # same tick, likely
+    assert cache.lookup(other) in (None, hashlib.sha256(b"x").hexdigest())
+    cache.remember_written(other, "f" * 64, (clock[0] + 1, clock[1]) if clock else None)  # another device
+    assert cache.lookup(other) != "f" * 64
+
+
+def test_registered_files_are_in_the_hash_cache_right_away(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    registry = ArtifactRegistry(project)
+    source = _big(project / "w.bin")
+    staged = registry._stage
+
+    def stage_then_wait(*args: object, **kwargs: object) -> object:
+        result = staged(*args, **kwargs)  # type: ignore[arg-type]
+        time.sleep(0.05)  # large files take longer than a clock tick to stage; a small one may not
+        return result
+
+    monkeypatch.setattr(registry, "_stage", stage_then_wait)
+    version = registry.register("model", "w", {"w.bin": source})
+    stored = registry.folder("model", "w") / "w.bin"
+    cache = HashCache(registry.state)
+    assert cache.lookup(stored) == version.manifest["files"][0]["sha256"]
+    assert cache.sha256(stored) and cache.hits == 1 and cache.misses == 0
+
+
 def test_add_errors_are_clear(project: Path, cli) -> None:
     missing = cli("add", "nope.bin", "--kind", "model", cwd=project)
     assert missing.exit_code == 2 and "does not exist" in missing.output

@@ -18,13 +18,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmops_cli.errors import UsageError, VersioningError
 from llmops_cli.paths import STATE_DIR, atomic_write_text, file_lock
 from llmops_cli.versioning.gitrepo import GitRepo
 from llmops_cli.versioning.installed import installed_versions
 from llmops_cli.versioning.store import POINTER_SUFFIX, ContentStore, Pointer, check_digest, copy_hashed
+
+if TYPE_CHECKING:
+    from llmops_cli.versioning.hashcache import HashCache
 
 KINDS = ("dataset", "adapter", "eval", "quantized", "package", "deploy", "index", "model", "report", "file")
 MANIFEST = "artifact.json"
@@ -194,6 +197,7 @@ class ArtifactRegistry:
             version = self.latest_version(ref) + 1
             tag = ref.tag(version)
             staged, manifest = self._stage(ref, version, files, inputs, config_hash, metrics, params)
+            written = self._hashes().clock()  # every file is written; none is visible yet
             final = self.folder(kind, name)
             message = self._message(manifest, summary)
             trash = self._swap_in(staged, final)
@@ -206,7 +210,23 @@ class ArtifactRegistry:
                 raise
             if trash is not None:
                 shutil.rmtree(trash, ignore_errors=True)
+            self._remember_hashes(final, manifest["files"], written)
             return ArtifactVersion(kind, name, version, commit, tag, manifest["created"], manifest)
+
+    def _hashes(self) -> HashCache:
+        from llmops_cli.versioning.hashcache import HashCache
+
+        return HashCache(self.state)
+
+    def _remember_hashes(self, final: Path, entries: list[dict[str, Any]], written: tuple[int, int] | None) -> None:
+        """The registered files' hashes go into the stat-keyed hash cache: the next command that
+        checks them (an unchanged re-run) does not read them again."""
+        hashes = self._hashes()
+        try:
+            for entry in entries:
+                hashes.remember_written(final / entry["path"], entry["sha256"], written)
+        finally:
+            hashes.close()
 
     def _stage(
         self,

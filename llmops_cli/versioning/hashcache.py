@@ -25,6 +25,7 @@ from llmops_cli.versioning.store import sha256_file
 
 RACY_SECONDS = 2.0
 CACHE_FILE = "hashes.sqlite"
+STAMP_FILE = "hashes.stamp"  # touched to read the filesystem's clock (see HashCache.clock)
 _SCHEMA = """CREATE TABLE IF NOT EXISTS hashes (
     path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER,
     sha256 TEXT NOT NULL)"""
@@ -88,6 +89,9 @@ class HashCache:
             return
         if time.time() - max(st.st_mtime, st.st_ctime) < RACY_SECONDS:
             return
+        self._insert(path, st, sha)
+
+    def _insert(self, path: Path, st: os.stat_result, sha: str) -> None:
         db = self._connect()
         if db is None:
             return
@@ -97,6 +101,39 @@ class HashCache:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (str(path), *_key(st), sha),
             )
+
+    def clock(self) -> tuple[int, int] | None:
+        """The filesystem's own clock, read off a stamp file touched now: ``(device, mtime_ns)``."""
+        stamp = self.path.parent / STAMP_FILE
+        try:
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.touch()
+            os.utime(stamp, None)
+            st = stamp.stat()
+        except OSError:
+            return None
+        return st.st_dev, st.st_mtime_ns
+
+    def remember_written(self, path: Path, sha: str, clock: tuple[int, int] | None) -> None:
+        """Record the sha256 of a file llmops wrote itself (``sha`` of the bytes it wrote) and made
+        visible at ``path`` by a rename after reading :meth:`clock` (``clock``), once writing was done.
+
+        Nobody else could write the file before that rename, so when the filesystem's clock had
+        moved past the file's last change by then, any later write moves its times: the hash is
+        safe to keep without the :data:`RACY_SECONDS` wait (a re-run right after a build need not
+        read a new 100 MB archive again). In the same clock tick, or across filesystems, nothing
+        is recorded and the next look-up hashes the file as usual.
+        """
+        if clock is None:
+            return
+        path = Path(path).resolve()
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        if st.st_dev != clock[0] or max(st.st_mtime_ns, st.st_ctime_ns) >= clock[1]:
+            return
+        self._insert(path, st, sha)
 
     def sha256(self, path: Path, *, read: Callable[[Path], str] | None = None) -> str:
         """The sha256 hex digest of ``path``: from the cache when its stat is unchanged, else by reading it."""
