@@ -107,8 +107,7 @@ class HashCache:
         stamp = self.path.parent / STAMP_FILE
         try:
             stamp.parent.mkdir(parents=True, exist_ok=True)
-            stamp.touch()
-            os.utime(stamp, None)
+            stamp.touch()  # creates it, or sets its times to the filesystem's now
             st = stamp.stat()
         except OSError:
             return None
